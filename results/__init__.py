@@ -1,0 +1,1 @@
+"""Result schema, the collector service, the store, reports and the dashboard."""
