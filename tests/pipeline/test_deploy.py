@@ -1,0 +1,211 @@
+"""End-to-end tests of `python -m pipeline.deploy` against the simulated phone and a real collector.
+
+One full run (default model, both formats, all three modes) is shared by the module; the fault
+tests reuse its bundles (the same --out) so they do not export again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from device_runner.sim import Faults, SimulatedPhone
+from pipeline.cli_support import run_cli
+from pipeline.deploy import main, run_deploy
+from pipeline.deploy_config import DeployConfig, parse_args
+from pipeline.deploy_table import deploy_table, table_rows
+from pipeline.errors import ConfigError
+from results.store import ResultStore
+
+pytestmark = pytest.mark.slow
+
+FAST = dict(runs=3, warmup=1, min_duration_s=0.0, cooldown_s=0.0, eval_limit=200, thermal_timeout_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("deploy") / "out"
+    cfg = DeployConfig(device="sim", out=str(out), **FAST)
+    outcome = run_deploy(cfg)
+    return cfg, outcome
+
+
+def test_every_format_and_mode_runs_ok_and_is_stored(full_run) -> None:
+    cfg, outcome = full_run
+    out = Path(cfg.out)
+    assert {(b.format, b.mode) for b in outcome.bundles} == {
+        (f, m) for f in ("onnx", "tflite") for m in ("dense", "palette", "palette-int8")}
+    assert [r["status"] for r in outcome.results] == ["ok"] * 6
+    assert outcome.failures == []
+    saved = json.loads((out / "results.json").read_text())
+    store = ResultStore(f"sqlite:///{out / 'runs.db'}")
+    try:
+        stored = {d["run_id"]: d for d in store.documents()}
+    finally:
+        store.close()
+    # results.json holds every result document of this invocation, exactly as stored
+    assert {d["run_id"] for d in saved} == set(stored)
+    for doc in saved:
+        assert stored[doc["run_id"]] == doc
+        assert doc["device"]["simulated"] is True
+        assert doc["energy"]["method"] == "simulated"
+        assert doc["runtime"]["threads"] == 1
+        assert doc["latency"]["runs"] >= FAST["runs"]
+
+
+def test_report_and_table_say_simulated_and_match_the_store(full_run) -> None:
+    cfg, outcome = full_run
+    out = Path(cfg.out)
+    html = (out / "report.html").read_text()
+    assert "simulated" in html.lower()
+    buf = io.StringIO()
+    text = deploy_table(outcome.results, outcome.bundles, stream=buf)
+    assert "SIMULATED" in text
+    store = ResultStore(f"sqlite:///{out / 'runs.db'}")
+    try:
+        stored = {d["run_id"]: d for d in store.documents()}
+    finally:
+        store.close()
+    for row in table_rows(outcome.results, outcome.bundles):
+        doc = stored[row["run_id"]]
+        assert row["p50_ms"] == doc["latency"]["median_ms"]
+        assert row["p90_ms"] == doc["latency"]["p90_ms"]
+        assert row["energy_mj"] == doc["energy"]["per_inference_mj"]
+        assert row["bytes"] == doc["model"]["bytes"]
+        assert f"{row['p50_ms']:.3f}" in text
+
+
+def test_palette_files_are_smaller_and_accuracy_is_measured(full_run) -> None:
+    _, outcome = full_run
+    rows = {(r["format"], r["mode"]): r for r in table_rows(outcome.results, outcome.bundles)}
+    for fmt in ("onnx", "tflite"):
+        assert rows[(fmt, "dense")]["bytes_vs_dense"] == pytest.approx(1.0)
+        # 64 clusters: 8-bit indices + codebooks, so well under half of fp32
+        assert rows[(fmt, "palette")]["bytes_vs_dense"] < 0.4
+        for mode in ("dense", "palette", "palette-int8"):
+            b = next(b for b in outcome.bundles if (b.format, b.mode) == (fmt, mode))
+            assert 0.0 <= b.accuracy <= 1.0
+            assert b.top1_agreement >= 0.9
+
+
+def test_rerun_reuses_bundles_and_keeps_stored_results(full_run) -> None:
+    cfg, first = full_run
+    out = Path(cfg.out)
+    again = run_deploy(DeployConfig(device="sim", out=cfg.out, formats=("onnx",), modes=("dense",), **FAST))
+    assert all(b.reused for b in again.bundles)
+    store = ResultStore(f"sqlite:///{out / 'runs.db'}")
+    try:
+        ids = {d["run_id"] for d in store.documents()}
+    finally:
+        store.close()
+    assert {d["run_id"] for d in first.results} <= ids
+    assert again.results[0]["run_id"] in ids
+
+
+def test_collector_down_stores_results_locally(full_run, tmp_path: Path) -> None:
+    cfg, _ = full_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    outcome = run_deploy(DeployConfig(device="sim", out=str(out), formats=("onnx",), modes=("dense",),
+                                      collector=f"http://127.0.0.1:{dead}", **FAST))
+    assert [r["status"] for r in outcome.results] == ["ok"]
+    store = ResultStore(f"sqlite:///{out / 'runs-local.db'}")
+    try:
+        assert store.get(outcome.results[0]["run_id"]) is not None
+    finally:
+        store.close()
+
+
+def test_thermal_throttling_aborts_the_job_with_a_stored_result(full_run, tmp_path: Path) -> None:
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0, faults=Faults(thermal_status=3)) as phone:
+        outcome = run_deploy(DeployConfig(device=phone.serial, out=str(out), formats=("onnx",),
+                                          modes=("dense",), **FAST))
+    assert [r["status"] for r in outcome.results] == ["thermal_abort"]
+    assert "thermal status" in outcome.results[0]["error"]
+    assert not outcome.ok
+
+
+def test_odpm_energy_is_read_around_the_window_on_a_pixel_profile(full_run, tmp_path: Path) -> None:
+    """A Pixel (not the sim profile) connected by address: the runner reads the power rails."""
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    devices = tmp_path / "devices.yaml"
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0) as phone:
+        devices.write_text(f"devices:\n  bench-pixel:\n    address: {phone.serial}\n    profile: pixel\n")
+        outcome = run_deploy(DeployConfig(device="bench-pixel", devices_file=str(devices), out=str(out),
+                                          formats=("onnx",), modes=("dense",),
+                                          **{**FAST, "min_duration_s": 1.0}))
+    doc = outcome.results[0]
+    assert doc["status"] == "ok"
+    odpm = doc["host"]["energy_odpm"]
+    assert odpm["method"] == "odpm" and odpm["rails"]
+    assert odpm["per_inference_mj"] is None or odpm["per_inference_mj"] > 0
+
+
+def test_app_crash_is_stored_as_crashed(full_run, tmp_path: Path) -> None:
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0, faults=Faults(app_crash=True)) as phone:
+        outcome = run_deploy(DeployConfig(device=phone.serial, out=str(out), formats=("onnx",),
+                                          modes=("dense",), **FAST))
+    assert [r["status"] for r in outcome.results] == ["crashed"]
+    assert outcome.results[0]["device"]["simulated"] is True
+    store = ResultStore(f"sqlite:///{out / 'runs.db'}")
+    try:
+        assert store.get(outcome.results[0]["run_id"])["status"] == "crashed"
+    finally:
+        store.close()
+
+
+def test_a_sim_reached_by_address_is_still_labelled_simulated(full_run, tmp_path: Path) -> None:
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0) as phone:
+        outcome = run_deploy(DeployConfig(device=phone.serial, out=str(out), formats=("onnx",),
+                                          modes=("dense",), **FAST))
+    doc = outcome.results[0]
+    assert doc["status"] == "ok" and doc["device"]["simulated"] is True
+    assert doc["energy"]["method"] == "simulated"
+    assert "energy_odpm" not in doc["host"]
+
+
+def test_unknown_device_is_one_readable_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = run_cli(main, ["--device", "no-such-phone-xyz", "--out", str(tmp_path / "o"), "--formats", "onnx",
+                          "--modes", "dense", "--eval-limit", "20"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "no-such-phone-xyz" in errors[0]
+    assert "export" not in err  # it failed before any model work
+
+
+def test_config_yaml_unknown_keys_are_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "deploy.yaml"
+    cfg.write_text("device: sim\nclusterz: 64\n")
+    with pytest.raises(ConfigError, match="clusterz"):
+        parse_args(["--config", str(cfg)])
+    cfg.write_text("device: sim\nclusters: 32\nformats: [onnx]\n")
+    parsed = parse_args(["--config", str(cfg), "--clusters", "16"])
+    assert parsed.clusters == 16 and parsed.formats == ("onnx",)
+
+
+@pytest.mark.parametrize("bad", [dict(clusters=1), dict(formats="onnx,coreml"), dict(modes=""), dict(threads=0)])
+def test_impossible_settings_name_the_field(bad: dict) -> None:
+    with pytest.raises(ConfigError) as info:
+        DeployConfig(**bad)
+    assert next(iter(bad)) in str(info.value)
