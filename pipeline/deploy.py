@@ -212,6 +212,9 @@ class _Storage:
             return self._store_locally(doc, f"collector {self.url} unreachable ({type(err).__name__})")
         if r.status_code in (200, 201):
             return "collector"
+        if r.status_code == 409:
+            raise ResultError(f"the collector {self.url} holds a different result with run id {doc.get('run_id')}",
+                              next_step="Run ids are unique per job; this result is kept in OUT/runs/.")
         if r.status_code == 422:
             raise ResultError(f"the collector rejected result {doc.get('run_id')}: {r.text[:500]}",
                               next_step="This is a bug in the app or runner; the document is kept in OUT/runs/.")
@@ -350,9 +353,12 @@ def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcom
                 _write_json_atomic(out / "results.json", outcome.results)
 
     with steps.step("write the report"):
-        from results.report import render_report
+        if outcome.results:
+            from results.report import render_report
 
-        render_report(outcome.results, out / "report.html")
+            render_report(outcome.results, out / "report.html")
+        else:
+            steps.log("no result was collected, so no report.html was written")
     return outcome
 
 

@@ -209,3 +209,59 @@ def test_impossible_settings_name_the_field(bad: dict) -> None:
     with pytest.raises(ConfigError) as info:
         DeployConfig(**bad)
     assert next(iter(bad)) in str(info.value)
+
+
+def test_connection_lost_mid_run_fails_that_job_clearly(full_run, tmp_path: Path) -> None:
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0) as phone:
+        def drop_everything(*args, **kwargs):
+            # from now on every connection drops after a few hundred bytes, so retries run out
+            phone.faults = Faults(drop_after_bytes=300, drop_connections=None)
+            return original(*args, **kwargs)
+
+        from device_runner.runner import JobRunner
+
+        original = JobRunner.push_bundle
+        JobRunner.push_bundle = drop_everything
+        try:
+            outcome = run_deploy(DeployConfig(device=phone.serial, out=str(out), formats=("onnx",),
+                                              modes=("dense", "palette"), **FAST))
+        finally:
+            JobRunner.push_bundle = original
+    assert outcome.results == []
+    assert len(outcome.failures) == 2
+    assert all("connection" in f.lower() for f in outcome.failures)
+    assert not outcome.ok
+
+
+def test_ctrl_c_keeps_completed_results_and_leaves_the_phone_clean(full_run, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from device_runner.runner import DEVICE_WORK_DIR, JobRunner
+
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    original = JobRunner.run_bundle
+    calls = {"n": 0}
+
+    def interrupt_second(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobRunner, "run_bundle", interrupt_second)
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0) as phone:
+        with pytest.raises(KeyboardInterrupt):
+            run_deploy(DeployConfig(device=phone.serial, out=str(out), formats=("onnx",),
+                                    modes=("dense", "palette"), **FAST))
+        assert not phone.host_path(DEVICE_WORK_DIR).exists()
+    saved = json.loads((out / "results.json").read_text())
+    assert [d["status"] for d in saved] == ["ok"]
+    store = ResultStore(f"sqlite:///{out / 'runs.db'}")
+    try:
+        assert store.get(saved[0]["run_id"]) is not None
+    finally:
+        store.close()
