@@ -244,11 +244,11 @@ def _connect_device(cfg: DeployConfig, stack: ExitStack, out: Path, log) -> tupl
         root = out / "sim-phone"
         phone = stack.enter_context(SimulatedPhone(root=root, profile=cfg.sim_profile, port=0))
         log(f"started a simulated phone ({cfg.sim_profile}) on {phone.serial}; its figures are simulated")
-        device = Device.connect(phone.serial, profile=get_profile("sim"))
+        device = Device.connect(phone.serial, profile=get_profile("sim"), auth_timeout_s=cfg.auth_timeout_s)
         stack.callback(device.close)
         return device, phone
     spec = resolve_device(cfg.device, devices_file=cfg.devices_file)
-    device = Device.connect(spec.address, profile=spec.profile)
+    device = Device.connect(spec.address, profile=spec.profile, auth_timeout_s=cfg.auth_timeout_s)
     stack.callback(device.close)
     return device, None
 

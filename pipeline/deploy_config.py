@@ -53,6 +53,7 @@ class DeployConfig:
     run_set: str | None = None
     sim_profile: str = "pixel-8"
     eval_limit: int | None = None
+    auth_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", _csv(self.formats, "formats", FORMATS))
@@ -72,6 +73,7 @@ class DeployConfig:
             (self.collector is None or self.collector.startswith(("http://", "https://")), "collector",
              "an http:// or https:// URL"),
             (self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "an integer >= 1"),
+            (self.auth_timeout_s > 0, "auth_timeout_s", "seconds > 0"),
         ]
         for ok, name, allowed in checks:
             if not ok:
@@ -144,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-profile", dest="sim_profile", default=S, help="profile of the simulated phone")
     p.add_argument("--eval-limit", dest="eval_limit", type=int, default=S,
                    help="evaluate accuracy on at most this many test images")
+    p.add_argument("--auth-timeout-s", dest="auth_timeout_s", type=float, default=S,
+                   help="how long to wait for the phone's USB debugging prompt to be accepted")
     p.add_argument("--config", default=None, help="YAML file with any of these settings (flags win)")
     return p
 

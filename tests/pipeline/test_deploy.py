@@ -194,6 +194,35 @@ def test_unknown_device_is_one_readable_line(capsys: pytest.CaptureFixture[str],
     assert "export" not in err  # it failed before any model work
 
 
+def test_missing_app_says_how_to_install_and_apk_installs_it(full_run, tmp_path: Path) -> None:
+    import zipfile
+
+    from pipeline.errors import DeviceError
+
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    apk = tmp_path / "app-debug.apk"
+    with zipfile.ZipFile(apk, "w") as z:
+        z.writestr("AndroidManifest.xml", '<manifest package="org.vitpalette.bench"><application>'
+                   '<activity android:name=".BenchmarkActivity"/></application></manifest>')
+    settings = dict(out=str(out), formats=("onnx",), modes=("dense",), **FAST)
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0, preinstall_bench_app=False) as phone:
+        with pytest.raises(DeviceError, match="--apk"):
+            run_deploy(DeployConfig(device=phone.serial, **settings))
+        outcome = run_deploy(DeployConfig(device=phone.serial, apk=str(apk), **settings))
+    assert [r["status"] for r in outcome.results] == ["ok"]
+
+
+def test_pending_authorisation_says_to_accept_the_prompt(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0, faults=Faults(refuse_auth=True)) as phone:
+        code = run_cli(main, ["--device", phone.serial, "--out", str(tmp_path / "o"), "--auth-timeout-s", "1"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 2
+    assert len(errors) == 1 and "accept the USB debugging prompt on the phone" in errors[0]
+
+
 def test_config_yaml_unknown_keys_are_rejected(tmp_path: Path) -> None:
     cfg = tmp_path / "deploy.yaml"
     cfg.write_text("device: sim\nclusterz: 64\n")
