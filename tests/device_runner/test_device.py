@@ -23,6 +23,7 @@ from device_runner.errors import (
     ShellError,
     UnexpectedOutputError,
 )
+from device_runner.profiles import profile_for_properties
 
 OUTPUTS = Path(__file__).resolve().parent / "device_outputs"
 
@@ -450,7 +451,10 @@ def test_sim_remote_helpers(dev: Device, phone) -> None:
 
 def test_sim_generic_phone_reports_ma_and_has_no_rails(generic_phone) -> None:
     with Device.connect(generic_phone.serial, timeout_s=5.0) as d:
-        assert d.profile.name == "generic"  # detected: manufacturer is not Google
+        assert d.profile.name == "sim"  # the sim says so (ro.vitpalette.simulated), whatever it plays
+        props = {k: v for k, v in d.properties().to_dict().items() if k != "simulated"}
+        assert profile_for_properties(props).name == "generic"  # manufacturer is not Google
+    with Device.connect(generic_phone.serial, timeout_s=5.0, profile="generic") as d:
         raw = int(d.shell("cat /sys/class/power_supply/battery/current_now", check=True).stdout)
         b = d.battery()
         assert b.current_ua is not None and b.current_ua < 0
