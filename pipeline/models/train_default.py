@@ -266,8 +266,9 @@ rotation within +-{args.max_rotate_deg} degrees, shift within +-{args.max_shift_
 Training took {facts['train_wall_s']:.0f} s of wall time and {facts['train_cpu_s']:.0f} s of CPU time (all threads together)
 with {args.threads} threads on an {facts['machine']} machine (torch {facts['torch']}, Python {facts['python']}, {facts['date']}).
 Other jobs shared that machine's cores, so the wall time depends on the load; the CPU time much less.
-The same command with the same thread count and torch build reproduces the weights bit for bit;
-other builds or thread counts give slightly different weights.
+Training is seeded and uses deterministic algorithms, so the same command with the same thread
+count and torch build is meant to reproduce the weights; other builds or thread counts give
+slightly different weights.
 
 ## Limits
 

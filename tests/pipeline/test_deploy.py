@@ -294,3 +294,24 @@ def test_ctrl_c_keeps_completed_results_and_leaves_the_phone_clean(full_run, tmp
         assert store.get(saved[0]["run_id"]) is not None
     finally:
         store.close()
+
+
+def test_battery_under_the_floor_stops_before_any_job(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0, faults=Faults(battery_level_pct=5)) as phone:
+        code = run_cli(main, ["--device", phone.serial, "--out", str(tmp_path / "o"), "--formats", "onnx",
+                              "--modes", "dense", "--eval-limit", "20", "--battery-floor", "20"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert code == 2
+    assert len(errors) == 1 and "5%" in errors[0] and "floor" in errors[0]
+
+
+def test_charging_phone_measured_by_battery_gets_a_warning(full_run, tmp_path: Path) -> None:
+    cfg, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(Path(cfg.out) / "bundles", out / "bundles")
+    devices = tmp_path / "devices.yaml"
+    with SimulatedPhone(tmp_path / "phone", profile="generic", port=0, faults=Faults(charging=True)) as phone:
+        devices.write_text(f"devices:\n  lab-phone:\n    address: {phone.serial}\n    profile: generic\n")
+        outcome = run_deploy(DeployConfig(device="lab-phone", devices_file=str(devices), out=str(out),
+                                          formats=("onnx",), modes=("dense",), **FAST))
+    assert any("charging" in w for w in outcome.warnings)
