@@ -39,7 +39,7 @@ class DeployConfig:
     threads: int = 1
     runs: int = 30
     warmup: int = 5
-    min_duration_s: float = 1.0
+    min_duration_s: float = 3.0
     cooldown_s: float = 2.0
     thermal_timeout_s: float = 120.0
     battery_floor_pct: int = 20
