@@ -28,7 +28,15 @@ def is_interactive() -> bool:
         return False
 
 
+def quiet_native_logs() -> None:
+    """Keep TensorFlow/LiteRT's C++ info lines (oneDNN, XNNPACK, op counts) out of a CLI's output."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    quiet_native_logs()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("PALETTE_DEBUG"))
     if "--debug" in args:
