@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("runs", "threads", "eval_samples"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    from pipeline.fsutil import ensure_writable_dir
+
+    ensure_writable_dir(args.out)  # before any work: an unwritable --out fails in a second
     from converters.bundle import export_bundle
     from converters.runtimes import host_latency_ms, runner_for
     from converters.sources import is_file_source, onnx_file_bundle, open_file_source
@@ -291,10 +292,9 @@ def _tflite_file_bundle(src, mode: ExportMode, config, out_dir: Path, name: str)
 
 
 def _write_summary(path: Path, summary: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, path)
+    from pipeline.fsutil import atomic_write_json
+
+    atomic_write_json(path, summary)
 
 
 def _print_table(summary: dict) -> None:

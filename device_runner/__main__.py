@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="devices.yaml name | profile (pixel, generic) | HOST:PORT | usb | USB serial "
                    "(default: $VPB_DEVICE)")
     p.add_argument("--devices", default=None, help="devices.yaml naming phones (default: ./devices.yaml if present)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per command / longest pause in a transfer")
+    p.add_argument("--timeout-s", dest="timeout_s", type=float, default=60.0, help="seconds per command / longest pause in a transfer")
     p.add_argument("--retries", type=_non_negative_int, default=2,
                    help="reconnect attempts after a dropped connection")
     p.add_argument("--profile", default=None, choices=sorted(PROFILES),
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--device 127.0.0.1:5555 --profile sim.",
         )
     try:
-        dev = Device.connect(spec.address, timeout_s=min(args.timeout, 30.0), retries=args.retries,
+        dev = Device.connect(spec.address, timeout_s=min(args.timeout_s, 30.0), retries=args.retries,
                              profile=args.profile or spec.profile)
     except DeviceNotFoundError as err:
         if not spec.tried:
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) from err
     try:
         if args.command == "info":
-            print(json.dumps(dev.info(timeout_s=args.timeout), indent=2, sort_keys=False))
+            print(json.dumps(dev.info(timeout_s=args.timeout_s), indent=2, sort_keys=False))
             return 0
         if args.command == "shell":
             cmd = " ".join(args.cmd).strip()
@@ -110,18 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from pipeline.errors import ConfigError
 
                 raise ConfigError("shell needs a command", next_step="Example: shell getprop ro.product.model")
-            result = dev.shell(cmd, timeout_s=args.timeout)
+            result = dev.shell(cmd, timeout_s=args.timeout_s)
             sys.stdout.write(result.stdout)
             sys.stdout.flush()
             return result.exit_code
         bar = _Bar(os.path.basename(args.src)) if is_interactive() else None
         try:
             if args.command == "push":
-                r = dev.push(args.src, args.dst, progress=bar, timeout_s=args.timeout)
+                r = dev.push(args.src, args.dst, progress=bar, timeout_s=args.timeout_s)
                 print(f"{args.src} -> {r.remote}: {r.size_bytes} bytes, sha256 {r.sha256} verified on the phone, "
                       f"{r.elapsed_s:.2f} s", file=sys.stderr)
             else:
-                r2 = dev.pull(args.src, args.dst, progress=bar, timeout_s=args.timeout)
+                r2 = dev.pull(args.src, args.dst, progress=bar, timeout_s=args.timeout_s)
                 print(f"{args.src} -> {r2.local}: {r2.size_bytes} bytes, {r2.elapsed_s:.2f} s", file=sys.stderr)
         finally:
             if bar is not None:

@@ -18,6 +18,7 @@ import posixpath
 import secrets
 import shlex
 import stat as stat_mod
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -168,6 +169,9 @@ class Device:
         self.retry_delay_s = retry_delay_s
         self.reconnects = 0
         self._properties: DeviceProperties | None = None
+        # adb-shell's device object is not thread-safe: one command (and one reconnect) at a time,
+        # so a sampler thread and the main thread can share a Device
+        self._lock = threading.RLock()
 
     @classmethod
     def connect(
@@ -224,6 +228,10 @@ class Device:
 
     def _call(self, what: str, fn: Callable[[], Any], *, retry: bool = True) -> Any:
         """Run ``fn`` with the transport open; reconnect and rerun after a dropped connection."""
+        with self._lock:
+            return self._call_locked(what, fn, retry=retry)
+
+    def _call_locked(self, what: str, fn: Callable[[], Any], *, retry: bool) -> Any:
         failures = 0
         while True:
             if not self._is_open():

@@ -64,6 +64,12 @@ class RunSettings:
             if not ok:
                 raise ConfigError(f"RunSettings.{name}={getattr(self, name)!r} is not allowed; use {allowed}")
 
+        for name in ("min_duration_s", "cooldown_s", "thermal_timeout_s", "battery_floor_pct",
+                     "idle_baseline_s", "job_timeout_s", "sample_interval_ms", "threads",
+                     "warmup_runs", "measured_runs"):
+            value = getattr(self, name)
+            need(isinstance(value, int | float) and not isinstance(value, bool), name, "a number")
+
         need(isinstance(self.threads, int) and 1 <= self.threads <= 64, "threads", "an integer 1-64")
         need(self.delegate in DELEGATES, "delegate", "one of " + ", ".join(DELEGATES))
         need(isinstance(self.warmup_runs, int) and self.warmup_runs >= 0, "warmup_runs", "an integer >= 0")
@@ -214,6 +220,7 @@ class JobRunner:
         self.poll_interval_s = poll_interval_s
         self._device_info: dict[str, Any] | None = None
         self._last_job_end: float | None = None
+        self._offset_s = 0.0
 
     # -- phone state -------------------------------------------------------------------------
     def device_info(self) -> dict[str, Any]:
@@ -241,18 +248,10 @@ class JobRunner:
             except DeviceError:
                 report.warnings.append(f"could not run `{cmd}` to keep the screen on")
         battery = self.device.battery()
-        level = getattr(battery, "level_pct", None)
-        report.battery_level_pct = level
         plugged = getattr(battery, "plugged", None)
         status = str(getattr(battery, "status", "") or "").lower()
         report.charging = bool(plugged) and plugged not in ("none", "unplugged") or status == "charging"
-        if level is not None and level < self.settings.battery_floor_pct:
-            raise BatteryTooLowError(
-                f"battery at {level}% on {self.device_info()['model']}, under the floor of "
-                f"{self.settings.battery_floor_pct}%",
-                next_step="Charge the phone, then unplug it and run again (or lower --battery-floor).",
-                level_pct=level,
-            )
+        report.battery_level_pct = self.check_battery()
         if report.charging and self.energy_method == "battery":
             report.warnings.append(
                 "the phone is charging: battery energy readings are not a measurement while it charges; "
@@ -320,12 +319,64 @@ class JobRunner:
         return job
 
     def push_bundle(self, bundle: Bundle) -> str:
-        """Push the bundle's files (skipping ones already there with the same sha256)."""
+        """Push the bundle's files, skipping a model file already there with the manifest's sha256.
+
+        Every push is followed by a sha256 check on the phone (``Device.push``).
+        """
         remote_dir = f"{DEVICE_WORK_DIR}/{bundle.name}"
         self.device.shell(f"mkdir -p {remote_dir}", timeout_s=30)
         for name in bundle.files():
-            self.device.push(bundle.path / name, f"{remote_dir}/{name}", progress=self.progress)
+            remote = f"{remote_dir}/{name}"
+            if name == bundle.manifest["model_file"] and self.device.sha256(remote) == bundle.manifest["sha256"]:
+                continue
+            self.device.push(bundle.path / name, remote, progress=self.progress)
         return remote_dir
+
+    def ensure_app(self, apk: str | os.PathLike[str] | None = None) -> None:
+        """Install the benchmark app from ``apk`` when given; fail clearly when it is missing."""
+        if apk:
+            self.device.install(apk)
+        if not self.device.is_installed(APP_PACKAGE):
+            raise DeviceError(
+                f"the benchmark app {APP_PACKAGE} is not installed on {self.device.serial}",
+                next_step="Build it (android_app/README.md) and pass --apk app-debug.apk, or install it "
+                "with `adb install -r app-debug.apk`.",
+            )
+
+    def cleanup(self) -> None:
+        """Leave the phone clean: stop the app and remove what this tool pushed (best effort)."""
+        for cmd in (f"am force-stop {APP_PACKAGE}", f"rm -rf {DEVICE_WORK_DIR}"):
+            try:
+                self.device.shell(cmd, timeout_s=30)
+            except Exception:  # noqa: BLE001 - called while stopping; nothing more to do
+                pass
+
+    def check_battery(self) -> int | None:
+        """Raise BatteryTooLowError when the battery is under the floor; returns the level."""
+        level = getattr(self.device.battery(), "level_pct", None)
+        if level is not None and level < self.settings.battery_floor_pct:
+            raise BatteryTooLowError(
+                f"battery at {level}% on {self.device_info()['model']}, under the floor of "
+                f"{self.settings.battery_floor_pct}%",
+                next_step="Charge the phone, then unplug it and run again (or lower --battery-floor-pct).",
+                level_pct=level,
+            )
+        return level
+
+    def clock_offset_s(self) -> float:
+        """Phone clock minus host clock (seconds), from a round trip of `date +%s.%N`.
+
+        Needed to place the app's measured window (phone timestamps) on the rail samples (host
+        timestamps). 0.0 when the phone's date cannot print nanoseconds.
+        """
+        t0 = time.time()
+        res = self.device.shell("date +%s.%N", timeout_s=15)
+        t1 = time.time()
+        try:
+            phone = float(res.stdout.strip())
+        except ValueError:
+            return 0.0
+        return phone - (t0 + t1) / 2.0
 
     def run_bundle(self, bundle: Bundle, run_id: str, *, out_dir: Path | None = None) -> dict[str, Any]:
         """Run one bundle; always returns one result document (app's or host-made)."""
@@ -334,6 +385,7 @@ class JobRunner:
             if remaining > 0:
                 time.sleep(remaining)
         started_at = utc_now()
+        self.check_battery()  # a long run can drain the phone below the floor
         remote_dir = self.push_bundle(bundle)
         job = self.job_document(bundle, run_id, remote_dir)
 
@@ -354,6 +406,7 @@ class JobRunner:
         if self.energy_method == "odpm":
             # idle baseline first, measured the same way, with the app stopped
             self.device.force_stop(APP_PACKAGE)
+            self._offset_s = self.clock_offset_s()
             sampler = RailSampler(self._read_rails)
             sampler.start()
             t_idle = time.time()
@@ -474,14 +527,16 @@ class JobRunner:
                      idle_window: tuple[float, float] | None) -> dict[str, Any]:
         """ODPM energy over the app's measured window, idle baseline measured the same way."""
         out: dict[str, Any] = {"method": "odpm", "rails": sampler.rails, "per_inference_mj": None,
-                               "total_mj": None, "idle_power_mw": None, "window_s": None, "note": None}
+                               "total_mj": None, "idle_power_mw": None, "window_s": None, "note": None,
+                               "clock_offset_s": self._offset_s}
         lat = doc.get("latency") or {}
         window_s = lat.get("measured_s")
         runs = lat.get("runs")
         if doc.get("status") != "ok" or not window_s or not runs or not doc.get("finished_at"):
             out["note"] = "no measured window in the result"
             return out
-        t1 = _parse_iso(doc["finished_at"])
+        # the app's clock -> the host's, so the window lines up with the rail samples
+        t1 = _parse_iso(doc["finished_at"]) - self._offset_s
         t0 = t1 - float(window_s)
         total = sampler.energy_uws_between(t0, t1)
         idle = idle_s = None

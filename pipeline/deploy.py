@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -24,7 +23,8 @@ from typing import Any
 
 from pipeline.cli_support import run_cli
 from pipeline.deploy_config import DeployConfig, parse_args
-from pipeline.errors import DeviceError, OutputError, ResultError
+from pipeline.errors import DeviceError, ResultError
+from pipeline.fsutil import atomic_write_json, ensure_writable_dir
 from pipeline.steps import Steps
 
 
@@ -55,23 +55,6 @@ class DeployOutcome:
 
 # ----------------------------------------------------------------------------------------- helpers
 
-def _write_json_atomic(path: Path, doc: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _prepare_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"cannot write to the output folder {out} ({err.strerror or err})",
-                          next_step="Pick a writable --out folder.", path=str(out)) from None
-
-
 def _model_fingerprint(module: Any) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
@@ -80,9 +63,22 @@ def _model_fingerprint(module: Any) -> str:
     return h.hexdigest()
 
 
+def _exporter_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("vit-palette-bench", "torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-litert"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "absent"
+    return versions
+
+
 def _bundle_key(cfg: DeployConfig, fmt: str, mode: str, fingerprint: str, pal_config: dict | None) -> dict:
+    """What a bundle was made from; a bundle is reused only when all of it matches."""
     return {"model": cfg.model, "weights_sha256": fingerprint, "format": fmt, "mode": mode,
-            "palettize_config": pal_config}
+            "palettize_config": pal_config, "exporters": _exporter_versions()}
 
 
 def _reusable(path: Path, key: dict) -> dict | None:
@@ -135,10 +131,16 @@ def _file_quality(bundle_path: Path, manifest: dict, x, y, dense_top1) -> tuple[
 
 # ------------------------------------------------------------------------------------------ stages
 
-def build_bundles(cfg: DeployConfig, steps: Steps, out: Path) -> tuple[list[BundleInfo], str]:
+def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
+                  skipped: list[str] | None = None) -> tuple[list[BundleInfo], str]:
+    """Load, palettize and export (or reuse) one verified bundle per format x mode.
+
+    A bundle whose exporter is unavailable here is named in ``skipped`` and left out.
+    """
     import torch
 
     from converters.bundle import export_bundle
+    from converters.errors import ExportUnavailableError
     from pipeline.palettize import PalettizeConfig, palettize
     from pipeline.sources import load_model
 
@@ -146,17 +148,26 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path) -> tuple[list[Bund
         loaded = load_model(cfg.model, allow_pickle=cfg.allow_pickle)
         module = loaded.module.eval()
         fingerprint = _model_fingerprint(module)
+        skipped = skipped if skipped is not None else []
         example = loaded.example_input(batch=1, seed=0)
 
-    palettes: dict[str, Any] = {}
     pal_configs: dict[str, dict | None] = {"dense": None}
-    wanted = [m for m in cfg.modes if m != "dense"]
+    for mode in cfg.modes:
+        if mode != "dense":
+            pal_configs[mode] = PalettizeConfig(clusters=cfg.clusters, int8_grid=(mode == "palette-int8")).to_dict()
+
+    bundles_dir = out / "bundles"
+    bundles_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(f, m) for f in cfg.formats for m in ("dense", "palette", "palette-int8") if m in cfg.modes]
+    keys = {job: _bundle_key(cfg, *job, fingerprint, pal_configs.get(job[1])) for job in jobs}
+    reusable = {job: _reusable(bundles_dir / f"{job[0]}-{job[1]}", keys[job]) for job in jobs}
+
+    # palettize only for modes that still need exporting (the slow step on big models)
+    palettes: dict[str, Any] = {}
+    wanted = sorted({m for (f, m), manifest in reusable.items() if manifest is None and m != "dense"})
     with steps.step("palettize", total=max(1, len(wanted))) as advance:
         for mode in wanted:
-            pc = PalettizeConfig(clusters=cfg.clusters, int8_grid=(mode == "palette-int8"))
-            pal_configs[mode] = pc.to_dict()
-            result = palettize(module, pc)
-            palettes[mode] = result.palettes
+            palettes[mode] = palettize(module, PalettizeConfig.from_dict(pal_configs[mode])).palettes
             advance(1)
 
     x_eval, y_eval = _evaluation_batch(loaded, cfg)
@@ -164,26 +175,28 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path) -> tuple[list[Bund
         dense_logits = torch.cat([module(torch.from_numpy(x_eval[i : i + 128])) for i in range(0, len(x_eval), 128)])
     dense_top1 = dense_logits.reshape(len(x_eval), -1).argmax(dim=1).numpy()
 
-    bundles_dir = out / "bundles"
-    bundles_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(f, m) for f in cfg.formats for m in ("dense", "palette", "palette-int8") if m in cfg.modes]
     bundles: list[BundleInfo] = []
     with steps.step("export and verify bundles", total=len(jobs)) as advance:
         dense_bytes: dict[str, int] = {}
         for fmt, mode in jobs:
             name = f"{fmt}-{mode}"
             path = bundles_dir / name
-            key = _bundle_key(cfg, fmt, mode, fingerprint, pal_configs.get(mode))
-            manifest = _reusable(path, key)
+            manifest = reusable[(fmt, mode)]
             reused = manifest is not None
             if manifest is None:
-                b = export_bundle(
-                    module, example, fmt, mode, palettes.get(mode), bundles_dir, name=name,
-                    source_model=cfg.model, model_name=loaded.name, palettize_config=pal_configs.get(mode),
-                    dense_bytes=dense_bytes.get(fmt),
-                )
+                try:
+                    b = export_bundle(
+                        module, example, fmt, mode, palettes.get(mode), bundles_dir, name=name,
+                        source_model=cfg.model, model_name=loaded.name, palettize_config=pal_configs.get(mode),
+                        dense_bytes=dense_bytes.get(fmt),
+                    )
+                except ExportUnavailableError as err:  # e.g. no TFLite converter here: skip that format
+                    skipped.append(f"{fmt}/{mode}: {err}")
+                    steps.log(f"skipped {fmt}/{mode}: {err}")
+                    advance(1)
+                    continue
                 manifest = b.manifest
-                _write_json_atomic(bundles_dir / f"{name}.request.json", key)
+                atomic_write_json(bundles_dir / f"{name}.request.json", keys[(fmt, mode)])
             if mode == "dense":
                 dense_bytes[fmt] = int(manifest["bytes"])
             acc, agree = _file_quality(path, manifest, x_eval, y_eval, dense_top1)
@@ -260,12 +273,12 @@ def _run_id(fmt: str, mode: str) -> str:
 
 def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcome:
     out = Path(cfg.out)
-    _prepare_out(out)
+    ensure_writable_dir(out)
     steps = steps or Steps(total=7)
     outcome = DeployOutcome(config=cfg, out=out)
-    _write_json_atomic(out / "deploy_config.json", cfg.to_dict())
+    atomic_write_json(out / "deploy_config.json", cfg.to_dict())
 
-    from device_runner.runner import APP_PACKAGE, DEVICE_WORK_DIR, Bundle, JobRunner, RunSettings
+    from device_runner.runner import Bundle, JobRunner
 
     runs_dir = out / "runs"
     runs_dir.mkdir(exist_ok=True)
@@ -273,20 +286,16 @@ def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcom
         # find the phone first: an unreachable or unknown device fails before minutes of export
         with steps.step("find and connect to the device"):
             device, phone = _connect_device(cfg, stack, out, steps.log)
-            if cfg.apk:
-                device.install(cfg.apk)
-            if not device.is_installed(APP_PACKAGE):
-                raise DeviceError(
-                    f"the benchmark app {APP_PACKAGE} is not installed on {device.serial}",
-                    next_step="Build it (android_app/README.md) and pass --apk app-debug.apk, or install it "
-                    "with `adb install -r app-debug.apk`.",
-                )
             profile = device.profile
-            has_rails = device.power_rails() is not None
-            energy_method = profile.energy_method(has_rails=has_rails).value
+            energy_method = device.energy_method().value
+            runner = JobRunner(device, cfg.run_settings(), energy_method=energy_method,
+                               simulated=bool(profile.simulated), log=steps.log)
+            runner.ensure_app(cfg.apk)
 
-        bundles, _ = build_bundles(cfg, steps, out)
+        skipped: list[str] = []
+        bundles, _ = build_bundles(cfg, steps, out, skipped)
         outcome.bundles = bundles
+        outcome.failures.extend(f"export {s}" for s in skipped)
 
         with steps.step("prepare the phone and the collector"):
             if cfg.collector:
@@ -300,14 +309,6 @@ def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcom
             storage = _Storage(collector_url, cfg.collector_token,
                                f"sqlite:///{(out / 'runs-local.db').resolve()}", steps.log)
             stack.callback(storage.close)
-            settings = RunSettings(
-                threads=cfg.threads, warmup_runs=cfg.warmup, measured_runs=cfg.runs,
-                min_duration_s=cfg.min_duration_s, cooldown_s=cfg.cooldown_s,
-                thermal_timeout_s=cfg.thermal_timeout_s, battery_floor_pct=cfg.battery_floor_pct,
-                job_timeout_s=cfg.job_timeout_s, run_set=cfg.run_set,
-            )
-            runner = JobRunner(device, settings, energy_method=energy_method,
-                               simulated=bool(profile.simulated), log=steps.log)
             prep = runner.prepare()
             outcome.warnings.extend(prep.warnings)
 
@@ -332,25 +333,27 @@ def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcom
                         "energy_method_planned": energy_method,
                         "threads_requested": cfg.threads,
                     })
-                    _write_json_atomic(runs_dir / f"{run_id}.json", doc)
-                    where = storage.store(doc)
+                    atomic_write_json(runs_dir / f"{run_id}.json", doc)
+                    try:
+                        where = storage.store(doc)
+                    except ResultError as err:  # that result only; the document stays in runs/
+                        outcome.failures.append(f"{info.format}/{info.mode}: {err}")
+                        steps.log(f"result of {info.format}/{info.mode} not stored: {err}")
+                        advance(1)
+                        continue
                     host_where = {"collector": collector_url, "local": storage.fallback_db}[where]
                     steps.log(f"stored {run_id} ({doc.get('status')}) in {host_where}")
                     outcome.results.append(doc)
-                    _write_json_atomic(out / "results.json", outcome.results)
+                    atomic_write_json(out / "results.json", outcome.results)
                     advance(1)
         except KeyboardInterrupt:
             interrupted = True
             raise
         finally:
             if interrupted:
-                try:
-                    device.force_stop(APP_PACKAGE)
-                    device.shell(f"rm -rf {DEVICE_WORK_DIR}", timeout_s=30)
-                except Exception:  # noqa: BLE001 - best effort while stopping
-                    pass
+                runner.cleanup()
             if outcome.results:
-                _write_json_atomic(out / "results.json", outcome.results)
+                atomic_write_json(out / "results.json", outcome.results)
 
     with steps.step("write the report"):
         if outcome.results:

@@ -56,6 +56,17 @@ class DeployConfig:
     auth_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        numbers = ("clusters", "threads", "runs", "warmup", "min_duration_s", "cooldown_s", "thermal_timeout_s",
+                   "battery_floor_pct", "job_timeout_s", "auth_timeout_s")
+        for name in numbers:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"deploy setting {name}={value!r} is not a number")
+        if self.eval_limit is not None and (isinstance(self.eval_limit, bool) or not isinstance(self.eval_limit, int)):
+            raise ConfigError(f"deploy setting eval_limit={self.eval_limit!r} is not an integer")
+        if not isinstance(self.formats, str | list | tuple) or not isinstance(self.modes, str | list | tuple):
+            raise ConfigError("deploy settings formats and modes are comma-separated strings or lists, "
+                              f"got {self.formats!r} and {self.modes!r}")
         object.__setattr__(self, "formats", _csv(self.formats, "formats", FORMATS))
         object.__setattr__(self, "modes", _csv(self.modes, "modes", MODES))
         checks = [
@@ -78,6 +89,17 @@ class DeployConfig:
         for ok, name, allowed in checks:
             if not ok:
                 raise ConfigError(f"deploy setting {name}={getattr(self, name)!r} is not allowed; use {allowed}")
+
+    def run_settings(self):
+        """The device_runner settings for each job (one place that maps deploy names to runner names)."""
+        from device_runner.runner import RunSettings
+
+        return RunSettings(
+            threads=self.threads, warmup_runs=self.warmup, measured_runs=self.runs,
+            min_duration_s=self.min_duration_s, cooldown_s=self.cooldown_s,
+            thermal_timeout_s=self.thermal_timeout_s, battery_floor_pct=self.battery_floor_pct,
+            job_timeout_s=self.job_timeout_s, run_set=self.run_set,
+        )
 
     @property
     def simulated(self) -> bool:
@@ -134,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-duration-s", dest="min_duration_s", type=float, default=S)
     p.add_argument("--cooldown-s", dest="cooldown_s", type=float, default=S, help="pause between jobs")
     p.add_argument("--thermal-timeout-s", dest="thermal_timeout_s", type=float, default=S)
-    p.add_argument("--battery-floor", dest="battery_floor_pct", type=int, default=S)
+    p.add_argument("--battery-floor-pct", dest="battery_floor_pct", type=int, default=S,
+                   help="do not measure under this battery level (default 20)")
     p.add_argument("--job-timeout-s", dest="job_timeout_s", type=float, default=S)
     p.add_argument("--collector", default=S, help="collector URL; default: a local one storing into OUT/runs.db")
     p.add_argument("--collector-token", dest="collector_token", default=S)

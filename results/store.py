@@ -37,7 +37,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pipeline.errors import ConfigError, ResultError
@@ -235,7 +235,15 @@ class ResultStore:
             )
             event.listen(self.engine, "connect", self._on_sqlite_connect)
         else:
-            self.engine = create_engine(db_url, pool_pre_ping=True)
+            try:
+                self.engine = create_engine(db_url, pool_pre_ping=True)
+            except (ImportError, NoSuchModuleError, ArgumentError) as err:
+                raise ConfigError(
+                    f"cannot use the database URL {make_url(db_url).render_as_string(hide_password=True)} "
+                    f"({type(err).__name__}: {err})",
+                    next_step="Use sqlite:///PATH, or postgresql://USER@HOST/DB after "
+                    "`pip install 'vit-palette-bench[postgres]'`.",
+                ) from None
         if create:
             self._guard(lambda: Base.metadata.create_all(self.engine), "create the runs table")
         if self._sqlite_path is not None:

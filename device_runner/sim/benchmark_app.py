@@ -229,6 +229,7 @@ class _Runner:
             self.input_shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
             self.input_dtype = _ORT_TYPES.get(inp.type, np.float32)
             self.runtime = {"name": "onnxruntime", "version": ort.__version__, "threads": threads,
+                            "cores": _usable_cores(),
                             "delegate": "cpu"}
         else:
             from ai_edge_litert.interpreter import Interpreter
@@ -248,7 +249,8 @@ class _Runner:
                 rt_version = None
             # the host interpreter runs on the CPU (XNNPACK); GPU/NNAPI delegates exist only on phones
             delegate = "xnnpack" if job["runtime"]["delegate"] == "xnnpack" else "cpu"
-            self.runtime = {"name": "litert", "version": rt_version, "threads": threads, "delegate": delegate}
+            self.runtime = {"name": "litert", "version": rt_version, "threads": threads, "delegate": delegate,
+                            "cores": _usable_cores()}
 
     def example_input(self, seed: int = 0) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -300,6 +302,14 @@ def _load_npy(device_path: str, fs, what: str) -> np.ndarray:
         raise _Stop("invalid_job", f"{what} {device_path} does not exist on the device") from None
     except (ValueError, OSError) as err:
         raise _Stop("invalid_job", f"{what} {device_path} is not a readable .npy file: {err}") from None
+
+
+def _usable_cores() -> int:
+    """Cores this simulated app may run on (the host process's CPU affinity), recorded in the result."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _timed(runner: _Runner, x: np.ndarray, battery, slowdown: float, threads: int) -> tuple[float, np.ndarray]:

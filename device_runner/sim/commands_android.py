@@ -205,6 +205,9 @@ def _nproc(sh, argv, stdin):
 def _date(sh, argv, stdin):
     if len(argv) > 1 and argv[1] == "+%s":
         return ok(f"{int(time.time())}\n")
+    if len(argv) > 1 and argv[1] == "+%s.%N":  # toybox date: seconds.nanoseconds
+        now = time.time_ns()
+        return ok(f"{now // 1_000_000_000}.{now % 1_000_000_000:09d}\n")
     return ok(time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime()) + "\n")
 
 

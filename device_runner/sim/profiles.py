@@ -194,4 +194,4 @@ def load_profile(name: str) -> Profile:
         return PROFILES[name]()
     except KeyError:
         raise ConfigError(f"unknown simulated phone profile {name!r}; choose one of: {', '.join(PROFILES)}",
-                          next_step="Pass --profile pixel-8 or --profile generic.") from None
+                          next_step="Use pixel-8 or generic (--profile of device_runner.sim, --sim-profile of pipeline.deploy).") from None

@@ -90,7 +90,7 @@ def check_out_dir(out: Path) -> bool:
     if out.exists():
         if not out.is_dir():
             raise OutputError(f"--out {out} exists and is not a folder", next_step=hint, path=str(out))
-        if not os.access(out, os.W_OK | os.X_OK):
+        if not _can_write_in(out):
             raise OutputError(f"--out folder {out} is not writable", next_step=hint, path=str(out))
         return True
     parent = out.parent
@@ -99,9 +99,21 @@ def check_out_dir(out: Path) -> bool:
     if not parent.is_dir():
         raise OutputError(f"cannot create --out {out}: {parent} is a file, not a folder", next_step=hint,
                           path=str(out))
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not _can_write_in(parent):
         raise OutputError(f"cannot create --out {out}: {parent} is not writable", next_step=hint, path=str(out))
     return False
+
+
+def _can_write_in(folder: Path) -> bool:
+    """A real write (os.access says yes to root even on read-only or virtual file systems)."""
+    import tempfile
+
+    try:
+        probe = tempfile.mkdtemp(prefix=".write-test-", dir=folder)
+        os.rmdir(probe)
+        return True
+    except OSError:
+        return False
 
 
 def _jsonable(obj: Any) -> Any:

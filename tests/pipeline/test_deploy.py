@@ -299,7 +299,7 @@ def test_ctrl_c_keeps_completed_results_and_leaves_the_phone_clean(full_run, tmp
 def test_battery_under_the_floor_stops_before_any_job(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with SimulatedPhone(tmp_path / "phone", profile="pixel-8", port=0, faults=Faults(battery_level_pct=5)) as phone:
         code = run_cli(main, ["--device", phone.serial, "--out", str(tmp_path / "o"), "--formats", "onnx",
-                              "--modes", "dense", "--eval-limit", "20", "--battery-floor", "20"])
+                              "--modes", "dense", "--eval-limit", "20", "--battery-floor-pct", "20"])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert code == 2
     assert len(errors) == 1 and "5%" in errors[0] and "floor" in errors[0]
