@@ -245,7 +245,7 @@ class ResultStore:
                     "`pip install 'vit-palette-bench[postgres]'`.",
                 ) from None
         if create:
-            self._guard(lambda: Base.metadata.create_all(self.engine), "create the runs table")
+            self._guard(self._create_tables, "create the runs table")
         if self._sqlite_path is not None:
             st = os.stat(self._sqlite_path)
             self._sqlite_identity = (st.st_dev, st.st_ino)
@@ -263,6 +263,15 @@ class ResultStore:
                 conn.exec_driver_sql("ANALYZE runs")
         except (OperationalError, DBAPIError):
             pass  # statistics are an optimisation only
+
+    def _create_tables(self) -> None:
+        """CREATE TABLE IF NOT EXISTS, safe when two processes open a new database at the same moment."""
+        try:
+            Base.metadata.create_all(self.engine)
+        except (OperationalError, DBAPIError) as err:
+            if "already exists" not in str(err).lower():
+                raise
+            Base.metadata.create_all(self.engine)
 
     def _on_sqlite_connect(self, dbapi_conn, _record) -> None:
         cur = dbapi_conn.cursor()

@@ -102,7 +102,16 @@ class LeaseManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._guard(lambda: metadata.create_all(self.engine), "create the phone_leases table")
+        self._guard(self._create_table, "create the phone_leases table")
+
+    def _create_table(self) -> None:
+        """CREATE TABLE IF NOT EXISTS, safe when two nightly processes start at the same moment."""
+        try:
+            metadata.create_all(self.engine)
+        except (OperationalError, DBAPIError) as err:
+            if "already exists" not in str(err).lower():
+                raise
+            metadata.create_all(self.engine)  # the other process won the race; now it is there
 
     def _guard(self, fn, what: str):
         try:

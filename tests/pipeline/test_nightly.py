@@ -11,11 +11,8 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
@@ -225,48 +222,6 @@ def test_two_processes_sharing_phones_take_turns(bundles, tmp_path: Path) -> Non
 
 
 # --------------------------------------------------------------------------------------- PostgreSQL
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL cluster on a free loopback port (initdb + pg_ctl), removed afterwards."""
-    import glob
-
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb); "
-                    "install the Debian package `postgresql` to run this test")
-    bindir = Path(bins[-1]).parent
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as the postgres user")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="nightly-pg-"))
-    if as_user:
-        shutil.chown(base, user="postgres")
-    data = base / "data"
-    port = _free_port()
-    run = lambda cmd: subprocess.run(as_user + cmd, check=True, capture_output=True, text=True, timeout=120)  # noqa: E731
-    try:
-        run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
-        run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60", "-o",
-             f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
-    except subprocess.CalledProcessError as err:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {err.stderr or err.stdout}")
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
-
 
 @pytest.mark.postgres
 def test_two_farm_hosts_report_to_one_postgres_collector(bundles, tmp_path: Path, postgres_url: str) -> None:

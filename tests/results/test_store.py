@@ -81,9 +81,8 @@ def test_a_file_that_is_not_a_database_is_unavailable_not_a_crash(tmp_path):
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not os.environ.get("PALETTE_PG_URL"), reason="set PALETTE_PG_URL to a PostgreSQL database")
-def test_postgresql_store(result_doc):
-    store = ResultStore(os.environ["PALETTE_PG_URL"])
+def test_postgresql_store(result_doc, postgres_url):
+    store = ResultStore(postgres_url)
     run_id = f"pg-{os.getpid()}"
     try:
         assert store.add(result_doc(run_id)).stored
