@@ -52,3 +52,19 @@ def test_top_level_imports_stay_light(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import {module} loaded heavy frameworks: {out.stdout.strip()}"
+
+
+@pytest.mark.parametrize(("module", "banned"), [
+    ("results.collector", ("torch", "tensorflow", "adb_shell")),
+    ("results.report", ("torch", "tensorflow", "adb_shell")),
+    ("results.store", ("torch", "tensorflow", "adb_shell")),
+    ("device_runner.device", ("torch", "tensorflow")),
+    ("device_runner.runner", ("torch", "tensorflow")),
+    ("device_runner.sim.phone", ("torch", "tensorflow")),
+    ("device_runner.sim.benchmark_app", ("torch", "tensorflow")),
+    ("pipeline.deploy", ("torch", "tensorflow", "adb_shell")),
+])
+def test_entry_modules_load_only_what_their_layer_allows(module: str, banned: tuple[str, ...]) -> None:
+    code = f"import sys, {module}; print(','.join(m for m in {banned!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"import {module} loaded {out.stdout.strip()}"

@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_cli_default_model_every_onnx_mode(tmp_path, capsys):
-    pytest.importorskip("pipeline.palettize")
     out = tmp_path / "out"
     rc = run_cli(main, ["--model", "default", "--formats", "onnx", "--modes", "dense,palette,palette-int8",
                         "--clusters", "64", "--out", str(out), "--runs", "2", "--eval-samples", "200"])
@@ -39,7 +38,6 @@ def test_cli_default_model_every_onnx_mode(tmp_path, capsys):
 
 
 def test_cli_onnx_file_source_and_a_format_it_cannot_make(tiny_case, tmp_path, capsys):
-    pytest.importorskip("pipeline.palettize")
     dense = export_onnx(tiny_case.module, tiny_case.example_input, "dense", None, tmp_path / "tiny.onnx").path
     out = tmp_path / "out"
     rc = run_cli(main, ["--model", f"onnx:{dense}", "--formats", "onnx,tflite", "--modes", "dense,palette",

@@ -12,8 +12,6 @@ from converters.onnx import export_onnx
 from converters.runtimes import run_onnx
 from converters.sources import load_onnx_model, onnx_file_bundle, onnx_weight_candidates, open_file_source
 
-pytest.importorskip("pipeline.palettize")
-
 
 @pytest.fixture(scope="module")
 def dense_file(tiny_case, tmp_path_factory):

@@ -64,8 +64,8 @@ def mlp_onnx(in_f: int = 16, hidden: int = 32, out_f: int = 10, seed: int = 0) -
 
 def fc_tflite(in_f: int = 16, out_f: int = 10, seed: int = 1) -> tuple[bytes, callable]:
     """One FULLY_CONNECTED op as a TFLite flatbuffer built with the schema's object API (no TF/torch)."""
-    flatbuffers = pytest.importorskip("flatbuffers")
-    s = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((out_f, in_f)).astype(np.float32)
     b = rng.standard_normal(out_f).astype(np.float32)

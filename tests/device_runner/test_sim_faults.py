@@ -8,12 +8,19 @@ import time
 from pathlib import Path
 
 import pytest
+from adb_shell import exceptions as adb_exc
 from adb_shell.adb_device import AdbDeviceTcp
 from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
 from device_runner.sim import Faults, SimulatedPhone
 from pipeline.errors import ConfigError
+
+#: what the raw adb-shell client raises when the phone drops, refuses or fails (not any Exception:
+#: a NameError in the test must still fail it)
+ADB_ERRORS = (OSError, adb_exc.AdbConnectionError, adb_exc.AdbTimeoutError, adb_exc.DeviceAuthError,
+              adb_exc.InvalidResponseError, adb_exc.InvalidCommandError, adb_exc.InvalidChecksumError,
+              adb_exc.PushFailedError, adb_exc.TcpTimeoutException, adb_exc.AdbCommandFailureException)
 
 
 def connect(phone: SimulatedPhone, signer, *, auth_timeout_s: float = 5.0, timeout_s: float = 5.0) -> AdbDeviceTcp:
@@ -47,7 +54,7 @@ def test_drop_after_bytes_leaves_no_partial_file_and_next_connection_works(
         sim_phone: SimulatedPhone, adb_keypair, src: Path) -> None:
     sim_phone.faults = Faults(drop_after_bytes=200_000, drop_connections=1)
     dev = connect(sim_phone, adb_keypair[0], timeout_s=1.0)
-    with pytest.raises(Exception):  # noqa: B017 - adb-shell raises its own mix of socket errors here
+    with pytest.raises(ADB_ERRORS):  # adb-shell raises its own mix of socket errors here
         dev.push(str(src), "/data/local/tmp/model.bin", transport_timeout_s=1, read_timeout_s=1)
     dev.close()
     assert wait_until(lambda: leftovers(sim_phone) == []), leftovers(sim_phone)
@@ -60,7 +67,7 @@ def test_drop_after_bytes_leaves_no_partial_file_and_next_connection_works(
 def test_drop_every_connection(sim_phone: SimulatedPhone, adb_keypair) -> None:
     sim_phone.faults = Faults(drop_after_bytes=0, drop_connections=None)
     for _ in range(2):
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(ADB_ERRORS):
             connect(sim_phone, adb_keypair[0], auth_timeout_s=0.5, timeout_s=0.5)
 
 
@@ -77,7 +84,7 @@ def test_corrupt_push(sim_phone: SimulatedPhone, adb_keypair, src: Path) -> None
 def test_full_disk_fails_with_message_and_leaves_nothing(sim_phone: SimulatedPhone, adb_keypair, src: Path) -> None:
     sim_phone.faults = Faults(full_disk=True)
     dev = connect(sim_phone, adb_keypair[0])
-    with pytest.raises(Exception, match="No space left on device"):
+    with pytest.raises(ADB_ERRORS, match="No space left on device"):
         dev.push(str(src), "/data/local/tmp/model.bin")
     dev.close()
     assert leftovers(sim_phone) == []
@@ -89,7 +96,7 @@ def test_full_disk_fails_with_message_and_leaves_nothing(sim_phone: SimulatedPho
 def test_refuse_auth_never_goes_online(sim_phone: SimulatedPhone, adb_keypair) -> None:
     sim_phone.faults = Faults(refuse_auth=True)
     t0 = time.monotonic()
-    with pytest.raises(Exception):  # noqa: B017 - adb-shell times out waiting for CNXN
+    with pytest.raises(ADB_ERRORS):  # adb-shell times out waiting for CNXN
         connect(sim_phone, adb_keypair[0], auth_timeout_s=0.5)
     assert time.monotonic() - t0 < 8
 
@@ -104,7 +111,7 @@ def test_authorized_keys_accept_signature_and_refuse_others(tmp_path: Path, adb_
         dev = connect(phone, signer)
         assert dev.shell("echo in") == "in\n"
         dev.close()
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(ADB_ERRORS):
             connect(phone, stranger, auth_timeout_s=0.5)
         assert not phone.host_path("/data/misc/adb/adb_keys").exists() or \
             "unknown" not in phone.host_path("/data/misc/adb/adb_keys").read_text()

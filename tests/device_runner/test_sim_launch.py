@@ -34,8 +34,8 @@ def adb(sim_phone: SimulatedPhone, adb_keypair):
 
 
 def tiny_onnx() -> bytes:
-    np = pytest.importorskip("numpy")
-    pytest.importorskip("onnx")
+    import numpy as np
+    import onnx  # noqa: F401
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
@@ -50,8 +50,6 @@ def tiny_onnx() -> bytes:
 
 def test_benchmark_activity_runs_the_job_pushed_over_adb(adb: AdbDeviceTcp, sim_phone: SimulatedPhone,
                                                           tmp_path: Path) -> None:
-    pytest.importorskip("device_runner.sim.benchmark_app")
-    pytest.importorskip("onnxruntime")
     model = tiny_onnx()
     (tmp_path / "model.onnx").write_bytes(model)
     job = {"schema_version": 1, "run_id": "launch-1", "model_name": "tiny", "format": "onnx", "mode": "dense",
@@ -76,7 +74,6 @@ def test_benchmark_activity_runs_the_job_pushed_over_adb(adb: AdbDeviceTcp, sim_
 
 def test_a_broken_job_still_leaves_a_result_and_the_phone_keeps_serving(adb: AdbDeviceTcp,
                                                                         sim_phone: SimulatedPhone) -> None:
-    pytest.importorskip("device_runner.sim.benchmark_app")
     out = adb.shell(START.format(job="/data/local/tmp/missing.json") + "; echo $?")
     assert out.endswith("Complete\n0\n")
     results = sim_phone.host_path(f"{APP_FILES}/results")

@@ -62,6 +62,12 @@ def test_cli_on_the_default_model_with_the_simulated_phone(tmp_path: Path) -> No
     job = json.loads((out / "budget_trace_job.json").read_text())["budget_trace"]
     assert len(job["configurations"]) == len([f for f in front if f["mode"] == "dense"])
     assert len(job["budgets_ms"]) == 12
+    # with --device the trace ran in the app on the (simulated) phone: device paths, a stored result
+    assert trace["summary"]["where"]["simulated"] is True and trace["summary"]["where"]["run_id"]
+    assert all(c["file"].startswith("/data/local/tmp/") and len(c["sha256"]) == 64 for c in job["configurations"])
+    device_result = json.loads(Path(trace["result_file"]).read_text())
+    assert device_result["status"] == "ok" and device_result["budget_trace"]["frames"] == 12
+    assert sum(device_result["budget_trace"]["frames_per_config"].values()) == 12
     runs = [p for p in (out / "runs").glob("*.json") if not p.name.startswith("job-")]
     assert runs and all(json.loads(p.read_text()).get("status") for p in runs)
 
