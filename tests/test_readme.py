@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ def _commands() -> list[tuple[str, list[str]]]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _help(module: str) -> str:
     out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
