@@ -10,6 +10,8 @@ Endpoints (JSON unless said):
 - ``GET /api/v1/runs``: summaries, newest first; filters device, model, format, mode, status,
   simulated, since, until, run_set, limit, offset.
 - ``GET /api/v1/runs/{run_id}``: the stored document (404 when unknown).
+- ``GET /api/v1/trends``: per configuration (device, model, format, mode, threads) its figures
+  over the latest nights (run sets); filters device, model, format, mode, threads, limit_nights.
 - ``GET /healthz``; ``GET /``: the dashboard (HTML with inline JS, no CDN).
 
 Tests and the deploy command start it in a thread with :func:`start_collector_in_thread`.
@@ -35,6 +37,7 @@ from pipeline.errors import ConfigError, ResultError
 from results.dashboard import DASHBOARD_HTML
 from results.schema import validate_result
 from results.store import ResultStore, RunConflictError, RunFilter, StoreUnavailableError
+from results.trends import DEFAULT_LIMIT_NIGHTS, MAX_LIMIT_NIGHTS, TrendFilter, store_trends
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_PORT = 8765
@@ -184,6 +187,25 @@ def create_app(
         if text is None:
             return JSONResponse({"detail": f"no run with run_id {run_id!r} is stored here"}, status_code=404)
         return Response(text.encode("utf-8"), media_type="application/json")
+
+    @app.get("/api/v1/trends")
+    def get_trends(
+        device: str | None = None,
+        model: str | None = None,
+        format: str | None = None,  # noqa: A002 - the query parameter's name
+        mode: str | None = None,
+        threads: int | None = Query(None, ge=1),
+        limit_nights: int = Query(DEFAULT_LIMIT_NIGHTS, ge=1, le=MAX_LIMIT_NIGHTS),
+    ):
+        try:
+            flt = TrendFilter(device=device or None, model=model or None, format=format or None,
+                              mode=mode or None, threads=threads, limit_nights=limit_nights)
+            data = store_trends(store, flt)
+        except StoreUnavailableError as err:
+            return unavailable(err)
+        except ConfigError as err:
+            return JSONResponse({"detail": str(err), "errors": [str(err)]}, status_code=422)
+        return JSONResponse(data)
 
     @app.get("/healthz")
     def healthz():

@@ -2,7 +2,8 @@
 
 No CDN and no build step: the page works on a lab network without internet. Filters live in
 the URL query (``/?mode=palette&device=Pixel%208``), so a filtered view can be bookmarked and
-the browser test can open one. Every figure names device, runtime, threads, format and export
+the browser test can open one. A "Trends" section reads ``/api/v1/trends`` and draws, per
+configuration, median latency and energy over nights as small inline SVG line charts. Every figure names device, runtime, threads, format and export
 mode, and carries "simulated" when it comes from a simulated phone.
 """
 
@@ -28,6 +29,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .plot h2 { font-size: 1em; margin: 0.3em 0; }
 #state[data-state=error] { color: #a11; }
 .muted { color: #777; font-size: 0.85em; }
+#trends td { vertical-align: middle; }
+#trends-state[data-state=error] { color: #a11; }
 </style>
 </head>
 <body>
@@ -58,6 +61,16 @@ phone (host CPU, modelled battery) are marked <span class="sim">simulated</span>
 <thead><tr><th>run id</th><th>started (UTC)</th><th>status</th><th>device</th><th>model</th><th>format</th><th>mode</th>
 <th>runtime</th><th>threads</th><th>delegate</th><th>median ms</th><th>p90 ms</th><th>mJ / inference</th><th>energy method</th><th>run set</th></tr></thead>
 <tbody id="runs-body"></tbody>
+</table>
+<h2 id="trends-title">Trends over nights</h2>
+<div class="muted">One row per configuration (device, model, format, export mode, threads); each point is one
+night (run set), the median over that night's ok runs. Runs without a run set are not shown here.</div>
+<div id="trends-state" data-state="loading">loading trends...</div>
+<table id="trends">
+<thead><tr><th>device</th><th>model</th><th>format</th><th>mode</th><th>threads</th><th>nights</th>
+<th>latest night</th><th>median ms</th><th>mJ / inference</th><th>accuracy top-1</th><th>model bytes</th>
+<th>median latency (ms) over nights</th><th>energy per inference (mJ) over nights</th></tr></thead>
+<tbody id="trends-body"></tbody>
 </table>
 <script>
 "use strict";
@@ -165,6 +178,84 @@ function renderPlot(targetId, runs, field, unit) {
   if (ok.some(r => r.simulated)) target.append(el("div", {"class": "muted"}, "* simulated: host CPU and a modelled battery, not a phone measurement"));
 }
 
+// a small line chart of one figure over nights; the x axis is the shared list of nights
+function renderTrendChart(cfg, nights, field, unit) {
+  const pts = cfg.nights.filter(p => p[field] !== null && p[field] !== undefined);
+  if (pts.length === 0) return el("span", {"class": "muted"}, "not measured");
+  const W = 220, H = 70, L = 40, R = 8, T = 8, B = 16;
+  const xs = n => nights.length > 1 ? L + (W - L - R) * nights.indexOf(n) / (nights.length - 1) : L + (W - L - R) / 2;
+  const vals = pts.map(p => Number(p[field]));
+  let lo = Math.min(...vals), hi = Math.max(...vals);
+  if (hi === lo) { lo = lo * 0.9; hi = hi * 1.1 || 1; }
+  const ys = v => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
+  const root = svg("svg", {width: W, height: H, "class": "trend-chart", "data-field": field, role: "img"});
+  root.append(svg("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#bbb"}));
+  root.append(svg("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#bbb"}));
+  root.append(svg("text", {x: L - 3, y: T + 8, "text-anchor": "end", "font-size": 9}, hi.toPrecision(3)));
+  root.append(svg("text", {x: L - 3, y: H - B, "text-anchor": "end", "font-size": 9}, lo.toPrecision(3)));
+  // the x axis spans every night shown, so a configuration that skipped nights has gaps where they were
+  root.append(svg("text", {x: L, y: H - 3, "font-size": 9}, nights[0]));
+  if (nights.length > 1) root.append(svg("text", {x: W - R, y: H - 3, "text-anchor": "end", "font-size": 9}, nights[nights.length - 1]));
+  const color = field === "median_ms" ? "#4e79a7" : "#f28e2b";
+  root.append(svg("polyline", {points: pts.map(p => xs(p.run_set) + "," + ys(Number(p[field]))).join(" "),
+    fill: "none", stroke: color, "stroke-width": 1.5}));
+  for (const p of pts) {
+    const dot = svg("circle", {cx: xs(p.run_set), cy: ys(Number(p[field])), r: 3, fill: color,
+      "data-night": p.run_set, "data-value": p[field], "data-simulated": String(p.simulated)});
+    dot.append(svg("title", {}, p.run_set + ": " + Number(p[field]).toFixed(2) + " " + unit + " (median of "
+      + p.ok_runs + " ok of " + p.runs + " runs)" + (p.simulated ? " simulated" : "")));
+    root.append(dot);
+  }
+  const wrap = el("span", {});
+  wrap.append(root);
+  if (cfg.simulated) wrap.append(simBadge());
+  return wrap;
+}
+
+function renderTrends(data) {
+  const body = document.getElementById("trends-body");
+  body.replaceChildren();
+  for (const c of data.configurations) {
+    const last = c.nights[c.nights.length - 1];
+    const key = [c.device_model, c.device_serial, c.model, c.format, c.mode, c.threads].join("|");
+    const tr = el("tr", {"data-config": key, "data-simulated": String(c.simulated), "data-nights": c.nights.length});
+    const dev = el("td", {}, c.device_model + (c.device_serial ? " [" + c.device_serial + "]" : ""));
+    if (c.simulated) dev.append(simBadge());
+    tr.append(dev, el("td", {}, c.model), el("td", {}, c.format), el("td", {}, c.mode), el("td", {"class": "num"}, c.threads));
+    tr.append(el("td", {"class": "num"}, c.nights.length), el("td", {}, last.run_set));
+    for (const [v, d] of [[last.median_ms, 2], [last.per_inference_mj, 2]]) {
+      const td = el("td", {"class": "num"}, fmt(v, d));
+      if (last.simulated && v !== null && v !== undefined) td.append(simBadge());
+      tr.append(td);
+    }
+    tr.append(el("td", {"class": "num"}, fmt(last.accuracy_top1, 4)), el("td", {"class": "num"}, last.model_bytes));
+    const lat = el("td", {}), en = el("td", {});
+    lat.append(renderTrendChart(c, data.nights, "median_ms", "ms"));
+    en.append(renderTrendChart(c, data.nights, "per_inference_mj", "mJ"));
+    tr.append(lat, en);
+    body.append(tr);
+  }
+}
+
+async function loadTrends() {
+  const state = document.getElementById("trends-state");
+  const query = new URLSearchParams();
+  for (const name of ["device", "model", "format", "mode", "threads", "limit_nights"]) {
+    if (params.get(name)) query.set(name, params.get(name));
+  }
+  try {
+    const resp = await fetch("api/v1/trends?" + query.toString(), {headers: {"Accept": "application/json"}});
+    const data = await resp.json();
+    if (!resp.ok) throw new Error(data.detail || ("HTTP " + resp.status));
+    renderTrends(data);
+    state.textContent = data.configurations.length + " configurations over " + data.nights.length + " nights";
+    state.setAttribute("data-state", "loaded");
+  } catch (err) {
+    state.textContent = "could not load trends: " + err.message;
+    state.setAttribute("data-state", "error");
+  }
+}
+
 async function load() {
   const state = document.getElementById("state");
   const query = new URLSearchParams();
@@ -186,6 +277,7 @@ async function load() {
   }
 }
 load();
+loadTrends();
 </script>
 </body>
 </html>

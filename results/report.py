@@ -2,6 +2,9 @@
 
     python -m results.report --db sqlite:///runs.db --out report.html [--run-set nightly-1]
 
+With ``--run-set NIGHT`` the report also plots, for the configurations of that night, median
+latency and energy over the nights up to it (when there is more than one).
+
 The report answers the project's question per device, runtime, threads and format: what does
 each export mode cost against ``dense`` (latency, energy per inference, file size)? Every figure
 names its device, runtime, threads and export mode, and figures from a simulated phone carry
@@ -166,8 +169,75 @@ def _ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
-def render_report(results: list[dict[str, Any]], out_path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Write the HTML report for ``results`` (result documents) to ``out_path``; returns the path."""
+def _config_label(cfg: dict[str, Any]) -> str:
+    return (f"{cfg['device_model']}{' (simulated)' if cfg['simulated'] else ''} · {cfg['model']} · {cfg['format']}"
+            f" · {cfg['mode']} · {cfg['threads']} thr")
+
+
+def _trend_plot(trend: dict[str, Any], field: str, ylabel: str, title: str) -> str | None:
+    """One line per configuration over the nights (x: night, oldest first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nights = trend["nights"]
+    lines = []
+    for cfg in trend["configurations"]:
+        pts = [(nights.index(p["run_set"]), p[field]) for p in cfg["nights"] if p[field] is not None]
+        if pts:
+            lines.append((cfg, pts))
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(nights) + 3), 4.2))
+    for cfg, pts in lines:
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=_config_label(cfg),
+                linestyle="--" if cfg["simulated"] else "-")
+    ax.set_xticks(range(len(nights)), nights, rotation=30, ha="right", fontsize=7)
+    ax.set_xlabel("night (run set)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + (" (dashed = simulated)" if any(c["simulated"] for c, _ in lines) else ""), fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=1, frameon=False)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def _trend_section(trend: dict[str, Any]) -> list[str]:
+    parts = [f"<h2>Trends over nights ({len(trend['nights'])} nights)</h2>",
+             "<p class='muted'>The configurations of this report over the nights up to it; each point is the "
+             "median over that night's ok runs.</p>"]
+    for plot_id, data in (
+        ("plot-trend-latency", _trend_plot(trend, "median_ms", "median latency per inference (ms)",
+                                           "Median latency over nights")),
+        ("plot-trend-energy", _trend_plot(trend, "per_inference_mj", "energy per inference (mJ)",
+                                          "Energy per inference over nights")),
+    ):
+        if data:
+            parts.append(f"<div><img id='{plot_id}' alt='{plot_id}' src='data:image/png;base64,{data}'></div>")
+    parts.append("<table id='trends'><thead><tr><th>configuration</th><th>night</th><th>runs (ok)</th>"
+                 "<th>median ms</th><th>mJ / inference</th><th>accuracy top-1</th><th>model bytes</th></tr>"
+                 "</thead><tbody>")
+    for cfg in trend["configurations"]:
+        for p in cfg["nights"]:
+            sim = _sim(p["simulated"])
+            parts.append(
+                f"<tr class='trend-row'><td>{_esc(_config_label(cfg))}</td><td>{_esc(p['run_set'])}</td>"
+                f"<td class='num'>{p['runs']} ({p['ok_runs']})</td>"
+                f"<td class='num'>{_num(p['median_ms'])}{sim if p['median_ms'] is not None else ''}</td>"
+                f"<td class='num'>{_num(p['per_inference_mj'])}{sim if p['per_inference_mj'] is not None else ''}</td>"
+                f"<td class='num'>{_num(p['accuracy_top1'], 4)}</td><td class='num'>{_esc(p['model_bytes'])}</td></tr>"
+            )
+    parts.append("</tbody></table>")
+    return parts
+
+
+def render_report(results: list[dict[str, Any]], out_path: str | os.PathLike, *, title: str | None = None,
+                  trend: dict[str, Any] | None = None) -> Path:
+    """Write the HTML report for ``results`` (result documents) to ``out_path``; returns the path.
+
+    ``trend`` (from :func:`results.trends.trends_for_night`) adds a section over nights.
+    """
     out = Path(out_path)
     if not results:
         raise NothingToDoError("no runs to report", next_step="Store some results first or widen the filter.")
@@ -228,6 +298,9 @@ def render_report(results: list[dict[str, Any]], out_path: str | os.PathLike, *,
     for plot_id, data in plots:
         if data:
             parts.append(f"<div><img id='{plot_id}' alt='{plot_id}' src='data:image/png;base64,{data}'></div>")
+
+    if trend and len(trend["nights"]) > 1:
+        parts.extend(_trend_section(trend))
 
     failures = [d for d in results if d["status"] != "ok"]
     if failures:
@@ -296,12 +369,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         docs = store.documents(RunFilter(run_set=args.run_set, device=args.device, model=args.model,
                                          since=args.since, until=args.until))
+        trend = None
+        if args.run_set and docs:
+            from results.trends import trends_for_night
+
+            history = [d for d in store.documents(RunFilter(device=args.device, model=args.model))
+                       if d.get("run_set")]
+            trend = trends_for_night(docs, history, args.run_set)
     finally:
         store.close()
     if not docs:
         raise NothingToDoError(f"no stored runs match the filter in {db}",
                                next_step="Check --run-set/--device/--since, or list runs with GET /api/v1/runs.")
-    path = render_report(docs, args.out, title=args.title)
+    path = render_report(docs, args.out, title=args.title, trend=trend)
     print(f"report: {path} ({len(docs)} runs)")
     return 0
 
