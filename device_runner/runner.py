@@ -20,7 +20,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +120,27 @@ class Bundle:
             if self.manifest.get(key):
                 names.append(self.manifest[key])
         return names
+
+
+@dataclass(frozen=True)
+class TraceConfiguration:
+    """One configuration of a budget trace: its bundle, a name, its expected cost and accuracy proxy."""
+
+    bundle: Bundle
+    name: str
+    cost_ms: float
+    accuracy: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 128:
+            raise ConfigError(f"TraceConfiguration.name={self.name!r} is not allowed; use 1-128 characters")
+        for key in ("cost_ms", "accuracy"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value \
+                    or abs(value) == float("inf"):
+                raise ConfigError(f"TraceConfiguration {self.name!r}: {key}={value!r} is not allowed; use a finite number")
+        if self.cost_ms < 0:
+            raise ConfigError(f"TraceConfiguration {self.name!r}: cost_ms={self.cost_ms!r} must be >= 0")
 
 
 @dataclass
@@ -380,15 +401,73 @@ class JobRunner:
 
     def run_bundle(self, bundle: Bundle, run_id: str, *, out_dir: Path | None = None) -> dict[str, Any]:
         """Run one bundle; always returns one result document (app's or host-made)."""
+        started_at = self._before_job()
+        remote_dir = self.push_bundle(bundle)
+        job = self.job_document(bundle, run_id, remote_dir)
+        return self._execute(job, run_id, remote_dir, started_at, out_dir, {"bundle": str(bundle.path)})
+
+    def trace_job_document(self, configurations: Sequence[TraceConfiguration], budgets_ms: Sequence[float],
+                           run_id: str, remote_dirs: Sequence[str], *, frames: int | None = None) -> dict[str, Any]:
+        """The job of a budget trace: model_file/golden of the first configuration, all of them listed."""
+        job = self.job_document(configurations[0].bundle, run_id, remote_dirs[0])
+        job["budget_trace"] = {
+            "configurations": [
+                {"name": c.name, "file": f"{d}/{c.bundle.manifest['model_file']}", "sha256": c.bundle.manifest["sha256"],
+                 "cost_ms": float(c.cost_ms), "accuracy": float(c.accuracy)}
+                for c, d in zip(configurations, remote_dirs, strict=True)
+            ],
+            "budgets_ms": [float(b) for b in budgets_ms],
+        }
+        if frames is not None:
+            job["budget_trace"]["frames"] = int(frames)
+        return job
+
+    def run_trace(self, configurations: Sequence[TraceConfiguration], budgets_ms: Sequence[float], run_id: str, *,
+                  frames: int | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+        """Run a budget trace: the app switches configuration per frame (see the job schema's budget_trace).
+
+        Every configuration's bundle is pushed (sha256-checked); the job's model_file and golden
+        pair are the first configuration's (list the full model first). Returns one result
+        document like :meth:`run_bundle`; its ``budget_trace`` section holds deadline misses,
+        switches, the mean accuracy proxy and the per-frame records.
+        """
+        configurations = list(configurations)
+        if not configurations:
+            raise ConfigError("run_trace needs at least one configuration",
+                              next_step="Pass the exported front bundles, the full model first.")
+        names = [c.name for c in configurations]
+        folders = [c.bundle.name for c in configurations]
+        for what, values in (("name", names), ("bundle folder name", folders)):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ConfigError(f"run_trace: configurations share the {what} {', '.join(dupes)}",
+                                  next_step="Give every configuration its own name and bundle folder.")
+        budgets = [float(b) for b in budgets_ms]
+        if not budgets or any(not (b > 0) or b != b or b == float("inf") for b in budgets):
+            raise ConfigError(f"run_trace: budgets_ms must be a non-empty list of finite numbers > 0, got "
+                              f"{list(budgets_ms)[:5]!r}...", next_step="Fix the budget trace.")
+        if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+            raise ConfigError(f"run_trace: frames must be an integer >= 1, got {frames!r}")
+        started_at = self._before_job()
+        remote_dirs = [self.push_bundle(c.bundle) for c in configurations]
+        job = self.trace_job_document(configurations, budgets, run_id, remote_dirs, frames=frames)
+        return self._execute(job, run_id, remote_dirs[0], started_at, out_dir,
+                             {"bundle": str(configurations[0].bundle.path),
+                              "trace_bundles": {c.name: str(c.bundle.path) for c in configurations}})
+
+    def _before_job(self) -> str:
+        """Cool down since the last job, check the battery floor; returns the start time."""
         if self._last_job_end is not None and self.settings.cooldown_s > 0:
             remaining = self.settings.cooldown_s - (time.monotonic() - self._last_job_end)
             if remaining > 0:
                 time.sleep(remaining)
         started_at = utc_now()
         self.check_battery()  # a long run can drain the phone below the floor
-        remote_dir = self.push_bundle(bundle)
-        job = self.job_document(bundle, run_id, remote_dir)
+        return started_at
 
+    def _execute(self, job: dict[str, Any], run_id: str, remote_dir: str, started_at: str, out_dir: Path | None,
+                 host_extra: dict[str, Any]) -> dict[str, Any]:
+        """Wait until cool, push job.json, start the app, collect its result (or write one)."""
         status = self.wait_until_cool()
         if status is not None and status > 0:
             self._last_job_end = time.monotonic()
@@ -421,7 +500,7 @@ class JobRunner:
                 sampler.stop()
             self._last_job_end = time.monotonic()
         host = dict(doc.get("host") or {})
-        host.update({"hostname": platform.node(), "bundle": str(bundle.path), "job_file": job_path})
+        host.update({"hostname": platform.node(), **host_extra, "job_file": job_path})
         if sampler:
             host["energy_odpm"] = self._odpm_energy(doc, sampler, idle_window)
         doc["host"] = host

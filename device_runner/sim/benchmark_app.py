@@ -15,6 +15,13 @@ sampled for ``energy.idle_baseline_s`` with nothing running) -> check model file
 -> load (``init_ms``) -> first inference (golden input when given; ``first_ms``) -> golden check
 -> warm-up -> measured loop with the sampler running -> cooldown is the host's business.
 
+A job with a ``budget_trace`` (dynamic execution) replaces the measured loop by the trace: every
+configuration file is checked (sha256) and loaded once and warmed up, then frame ``i`` runs the
+configuration that :func:`pipeline.dynamic.selector.select_for_budget` picks for budget
+``budgets_ms[i % len(budgets_ms)]`` (the rule the Java ``BudgetSelector`` mirrors); each frame's
+latency is a latency sample, a frame misses when its latency exceeds its budget, and the energy
+covers the whole trace window. The golden check still concerns ``model_file``.
+
 No torch or converter imports here: onnxruntime and ai-edge-litert are imported inside functions.
 """
 
@@ -163,6 +170,7 @@ class _State:
     thermal_before: int | None = None
     thermal_after: int | None = None
     golden: dict[str, Any] | None = None
+    budget_trace: dict[str, Any] | None = None
 
 
 def _device_section(device_info: dict[str, Any]) -> dict[str, Any]:
@@ -396,6 +404,7 @@ def _result(state: _State, status: str, error: str | None) -> dict[str, Any]:
         "peak_memory_bytes": peak if state.runtime else None,
         "golden": state.golden,
         "error": error,
+        "budget_trace": state.budget_trace if latency is not None else None,
     }
 
 
@@ -457,6 +466,10 @@ def _measure(state: _State, job: dict[str, Any], fs, battery, slowdown: float) -
             raise _Stop("golden_mismatch", f"{raise_note}golden output differs: max abs diff {diff:.6g} > atol {atol:g} "
                                            f"(rtol {rtol:g}); timing skipped")
 
+    if job.get("budget_trace"):
+        _run_trace(state, job, fs, battery, slowdown, runner, x, idle)
+        return
+
     for _ in range(job["warmup_runs"]):
         _timed(runner, x, battery, slowdown, threads)
         state.warmup_done += 1
@@ -482,6 +495,108 @@ def _measure(state: _State, job: dict[str, Any], fs, battery, slowdown: float) -
                 break
         state.measured_s = time.perf_counter() - loop_t0
     state.energy = _energy(job, idle, sampler.samples, len(state.samples_ms))
+    if stop is not None:
+        raise stop
+
+
+MAX_TRACE_FRAMES_KEPT = 10000  # result schema: budget_trace.per_frame maxItems
+
+
+def _trace_runners(job: dict[str, Any], fs, main_runner: _Runner) -> list[_Runner]:
+    """One loaded runner per configuration (sha256 checked first); the main model file is reused."""
+    runners: list[_Runner] = []
+    loaded: dict[str, _Runner] = {job["model_file"]: main_runner}
+    for cfg in job["budget_trace"]["configurations"]:
+        if cfg["file"] in loaded:
+            runners.append(loaded[cfg["file"]])
+            continue
+        path = fs.host_path(cfg["file"])
+        if not path.is_file():
+            raise _Stop("load_failed", f"budget trace configuration {cfg['name']!r}: file {cfg['file']} does not "
+                                       "exist on the device; push every configuration bundle")
+        digest = _sha256_file(path)
+        if digest != cfg["sha256"]:
+            raise _Stop("load_failed", f"budget trace configuration {cfg['name']!r}: file {cfg['file']} has sha256 "
+                                       f"{digest[:12]}... but the job says {cfg['sha256'][:12]}... (corrupt or "
+                                       "wrong file); push it again")
+        fmt = "tflite" if cfg["file"].endswith(".tflite") else "onnx" if cfg["file"].endswith(".onnx") \
+            else job["format"]
+        try:
+            runner = _Runner(dict(job, format=fmt), path)
+        except ImportError as err:
+            raise _Stop("crashed", f"the runtime for {cfg['file']} is not installed on the host: {err}") from None
+        except Exception as err:  # noqa: BLE001 - any load failure is reported, never raised
+            raise _Stop("load_failed", f"budget trace configuration {cfg['name']!r}: could not load {cfg['file']}: "
+                                       f"{type(err).__name__}: {err}") from None
+        loaded[cfg["file"]] = runner
+        runners.append(runner)
+    return runners
+
+
+def _run_trace(state: _State, job: dict[str, Any], fs, battery, slowdown: float, main_runner: _Runner,
+               main_x: np.ndarray, idle: list[tuple[float, Any]]) -> None:
+    """The measured loop of a budget-trace job (see the module docstring)."""
+    from pipeline.dynamic.selector import FrontEntry, select_for_budget  # standard library only
+
+    trace = job["budget_trace"]
+    threads = job["runtime"]["threads"]
+    budgets = [float(b) for b in trace["budgets_ms"]]
+    frames = int(trace.get("frames") or len(budgets))
+    front = [FrontEntry(c["name"], float(c["cost_ms"]), float(c["accuracy"]), c["file"])
+             for c in trace["configurations"]]
+    runners = _trace_runners(job, fs, main_runner)
+    inputs = []
+    for runner in runners:
+        x = main_x if list(main_x.shape) == list(runner.input_shape) and main_x.dtype == runner.input_dtype \
+            else runner.example_input()
+        inputs.append(x)
+        for _ in range(job["warmup_runs"]):
+            _timed(runner, x, battery, slowdown, threads)
+    state.warmup_done = job["warmup_runs"]
+
+    interval_s = job["energy"]["sample_interval_ms"] / 1000.0
+    deadline = job.get("timeout_s")
+    job_t0 = time.monotonic()
+    per_frame: list[dict[str, Any]] = []
+    counts = {c.name: 0 for c in front}
+    misses = nothing_fit = switches = 0
+    accuracy_sum = 0.0
+    previous = None
+    stop: _Stop | None = None
+    with _Sampler(battery, interval_s) as sampler:
+        loop_t0 = time.perf_counter()
+        for i in range(frames):
+            budget = budgets[i % len(budgets)]
+            choice = select_for_budget(front, budget)
+            ms, _ = _timed(runners[choice.index], inputs[choice.index], battery, slowdown, threads)
+            state.samples_ms.append(ms)
+            missed = ms > budget
+            misses += missed
+            nothing_fit += not choice.fits
+            switches += previous is not None and previous != choice.index
+            previous = choice.index
+            accuracy_sum += choice.entry.accuracy
+            counts[choice.entry.name] += 1
+            if len(per_frame) < MAX_TRACE_FRAMES_KEPT:
+                per_frame.append({"budget_ms": budget, "config": choice.entry.name, "latency_ms": ms,
+                                  "missed": missed})
+            if sampler.max_thermal >= THERMAL_ABORT_STATUS:
+                stop = _Stop("thermal_abort", f"thermal status reached {sampler.max_thermal} after "
+                                              f"{len(state.samples_ms)} of {frames} trace frames; stopped")
+                break
+            if deadline is not None and time.monotonic() - job_t0 > deadline:
+                stop = _Stop("timeout", f"the job's timeout_s {deadline} passed after {len(state.samples_ms)} "
+                                        f"of {frames} trace frames")
+                break
+        state.measured_s = time.perf_counter() - loop_t0
+    done = len(state.samples_ms)
+    state.energy = _energy(job, idle, sampler.samples, done)
+    stats = latency_stats(state.samples_ms)
+    state.budget_trace = {
+        "frames": done, "deadline_misses": int(misses), "nothing_fit": int(nothing_fit), "switches": int(switches),
+        "mean_accuracy": accuracy_sum / done, "latency_mean_ms": stats["mean_ms"], "latency_p90_ms": stats["p90_ms"],
+        "frames_per_config": counts, "per_frame_truncated": done > len(per_frame), "per_frame": per_frame,
+    }
     if stop is not None:
         raise stop
 

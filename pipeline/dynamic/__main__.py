@@ -14,8 +14,10 @@ Steps:
 4. the final front per format x mode is taken on the measured figures (accuracy up, latency
    down, energy down where measured) and written to ``pareto.json``, a table and ``pareto.png``;
    the front's bundles end in ``OUT/bundles/`` (the other measured ones in ``OUT/measured/``);
-5. a budget-trace run on the host over the front (``trace.json``), and the ``budget_trace`` job
-   section the phone app would read (``budget_trace_job.json``).
+5. a budget-trace run over the front (``trace.json``): with ``--device`` the app runs it on the
+   device (``JobRunner.run_trace``: every front bundle pushed, one configuration per frame picked
+   by the app's selector), without one (or when the device run fails) on the host; and the job's
+   ``budget_trace`` section (``budget_trace_job.json``).
 
 Why the search uses FLOPs and not device latency: the search evaluates tens to hundreds of
 configurations, and one device job costs seconds to minutes; FLOPs rank configurations of one
@@ -283,6 +285,11 @@ class _DeviceSession:
 
 def run_dynamic(cfg: DynamicConfig, *, steps: Any = None) -> dict[str, Any]:
     """Run everything (see the module docstring); returns the pareto.json document."""
+    with ExitStack() as device_stack:       # the device stays connected until the trace has run
+        return _run_dynamic(cfg, device_stack, steps=steps)
+
+
+def _run_dynamic(cfg: DynamicConfig, device_stack: ExitStack, *, steps: Any = None) -> dict[str, Any]:
     import numpy as np
 
     from converters.runtimes import host_latency_ms
@@ -372,27 +379,27 @@ def run_dynamic(cfg: DynamicConfig, *, steps: Any = None) -> dict[str, Any]:
     latency_source = f"host CPU ({rows[0]['host_runtime'] if rows else 'n/a'}, {cfg.threads} thread(s), median)"
     energy_source = None
     warnings: list[str] = []
-    with ExitStack() as stack:
-        if cfg.device:
-            with steps.step(f"measure on the device ({cfg.device})", total=len(rows)) as adv:
-                runs_dir = out / "runs"
-                runs_dir.mkdir(exist_ok=True)
-                session = _DeviceSession(cfg, out, stack, steps.log)
-                warnings.extend(session.warnings)
-                for r in rows:
-                    m = session.measure(r["_exported"], runs_dir)
-                    r["device"] = {"label": session.label, **m}
-                    if m["status"] != "ok":
-                        warnings.append(f"{r['config']} ({r['format']}/{r['mode']}): {m['status']}: {m['error']}")
-                    r["latency_ms"], r["energy_mj"] = m["latency_ms"], m["energy_mj"]
-                    r["latency_p90_ms"] = m["latency_p90_ms"]
-                    adv(1)
-                latency_source = (f"{session.label}, threads {cfg.threads}, median of >= {cfg.runs} runs "
-                                  "(app-side timing)")
-                energy_source = f"{session.label}: method {session.energy_method}, per inference, net of idle"
-        else:
+    session: _DeviceSession | None = None
+    if cfg.device:
+        with steps.step(f"measure on the device ({cfg.device})", total=len(rows)) as adv:
+            runs_dir = out / "runs"
+            runs_dir.mkdir(exist_ok=True)
+            session = _DeviceSession(cfg, out, device_stack, steps.log)
+            warnings.extend(session.warnings)
             for r in rows:
-                r["latency_ms"], r["latency_p90_ms"] = r["host_latency_ms"], r["host_latency_p90_ms"]
+                m = session.measure(r["_exported"], runs_dir)
+                r["device"] = {"label": session.label, **m}
+                if m["status"] != "ok":
+                    warnings.append(f"{r['config']} ({r['format']}/{r['mode']}): {m['status']}: {m['error']}")
+                r["latency_ms"], r["energy_mj"] = m["latency_ms"], m["energy_mj"]
+                r["latency_p90_ms"] = m["latency_p90_ms"]
+                adv(1)
+            latency_source = (f"{session.label}, threads {cfg.threads}, median of >= {cfg.runs} runs "
+                              "(app-side timing)")
+            energy_source = f"{session.label}: method {session.energy_method}, per inference, net of idle"
+    else:
+        for r in rows:
+            r["latency_ms"], r["latency_p90_ms"] = r["host_latency_ms"], r["host_latency_p90_ms"]
 
     fronts: list[dict[str, Any]] = []
     references: list[dict[str, Any]] = []
@@ -443,21 +450,77 @@ def run_dynamic(cfg: DynamicConfig, *, steps: Any = None) -> dict[str, Any]:
         pareto["warnings"].append(f"no measured front for {cfg.formats[0]}/{cfg.modes[0]}: no budget-trace run")
         _write_json_atomic(out / "pareto.json", pareto)
     elif cfg.trace_frames > 0 or cfg.trace:
-        with steps.step("budget-trace run on the host"):
-            tcfgs = [TraceConfig(r["config"], Path(r["bundle"]) / json.loads(
-                (Path(r["bundle"]) / "manifest.json").read_text())["model_file"],
-                float(r["latency_p90_ms"] or r["latency_ms"]), float(r["accuracy"])) for r in first]
-            costs = [t.cost_ms for t in tcfgs]
-            budgets = (load_budgets(cfg.trace) if cfg.trace
-                       else synthetic_budgets(0.8 * min(costs), 1.15 * max(costs), cfg.trace_frames))
-            frames = x_eval[: min(len(x_eval), 64)]
-            trace = run_trace(tcfgs, budgets, frames, threads=cfg.threads)
-            trace["costs_from"] = "p90 latency: " + latency_source
-            _write_json_atomic(out / "trace.json", trace)
-            _write_json_atomic(out / "budget_trace_job.json", {"budget_trace": job_section(tcfgs, budgets)})
-            pareto["trace_summary"] = trace["summary"]
-            _write_json_atomic(out / "pareto.json", pareto)
+        # the full (most accurate) configuration first: the device job's model_file and golden are its
+        first = sorted(first, key=lambda r: (-r["accuracy"], -(r["latency_p90_ms"] or r["latency_ms"])))
+        tcfgs = [TraceConfig(r["config"], Path(r["bundle"]) / json.loads(
+            (Path(r["bundle"]) / "manifest.json").read_text())["model_file"],
+            float(r["latency_p90_ms"] or r["latency_ms"]), float(r["accuracy"])) for r in first]
+        costs = [t.cost_ms for t in tcfgs]
+        budgets = (load_budgets(cfg.trace) if cfg.trace
+                   else synthetic_budgets(0.8 * min(costs), 1.15 * max(costs), cfg.trace_frames))
+        trace = section = None
+        if session is not None:
+            with steps.step(f"budget-trace run on the device ({cfg.device})"):
+                trace, section = _device_trace(session, first, tcfgs, budgets, out / "runs", steps.log)
+                if trace is None:
+                    pareto["warnings"].append(f"the budget trace failed on the device ({section}); "
+                                              "trace.json holds a host run instead")
+                    section = None
+                else:
+                    trace["costs_from"] = "p90 latency: " + latency_source
+        if trace is None:
+            with steps.step("budget-trace run on the host"):
+                frames = x_eval[: min(len(x_eval), 64)]
+                trace = run_trace(tcfgs, budgets, frames, threads=cfg.threads)
+                trace["costs_from"] = "p90 latency: " + latency_source
+                section = job_section(tcfgs, budgets)
+        _write_json_atomic(out / "trace.json", trace)
+        _write_json_atomic(out / "budget_trace_job.json", {"budget_trace": section})
+        pareto["trace_summary"] = trace["summary"]
+        _write_json_atomic(out / "pareto.json", pareto)
     return pareto
+
+
+def _device_trace(session: _DeviceSession, rows: list[dict[str, Any]], tcfgs: list[Any], budgets: list[float],
+                  runs_dir: Path, log) -> tuple[dict[str, Any] | None, Any]:
+    """The trace run by the app on the device (JobRunner.run_trace): (trace.json document, job section).
+
+    On failure: (None, the reason), so the caller can fall back to the host run.
+    """
+    from device_runner.runner import Bundle, TraceConfiguration
+
+    runs_dir.mkdir(exist_ok=True)
+    run_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-dyn-trace-{uuid.uuid4().hex[:6]}"
+    configs = [TraceConfiguration(Bundle.open(r["bundle"]), t.name, t.cost_ms, t.accuracy)
+               for r, t in zip(rows, tcfgs, strict=True)]
+    try:
+        doc = session.runner.run_trace(configs, budgets, run_id, out_dir=runs_dir)
+    except (DeviceError, ConfigError) as err:    # a budget the job schema refuses (0 ms) is a ConfigError
+        return None, str(err)
+    _write_json_atomic(runs_dir / f"{run_id}.json", doc)
+    bt = doc.get("budget_trace")
+    if doc.get("status") != "ok" or not bt:
+        return None, f"status {doc.get('status')}: {doc.get('error')}"
+    job = json.loads((runs_dir / f"job-{run_id}.json").read_text(encoding="utf-8"))
+    energy = doc.get("energy") or {}
+    runtime = doc.get("runtime") or {}
+    frames = len(budgets)
+    summary = {
+        "frames": bt["frames"], "deadline_misses": bt["deadline_misses"],
+        "deadline_miss_rate": bt["deadline_misses"] / bt["frames"], "nothing_fit": bt["nothing_fit"],
+        "switches": bt["switches"], "mean_accuracy": bt["mean_accuracy"], "latency_mean_ms": bt["latency_mean_ms"],
+        "latency_p90_ms": bt["latency_p90_ms"], "energy_total_mj": energy.get("total_mj"),
+        "energy_per_frame_mj": energy.get("per_inference_mj"), "frames_per_config": bt["frames_per_config"],
+        "where": {"device": session.label, "runtime": runtime.get("name"), "threads": runtime.get("threads"),
+                  "simulated": session.simulated, "run_id": run_id,
+                  "energy": f"method {energy.get('method')} over the whole trace window; energy_per_frame_mj is "
+                            "net of the idle baseline"},
+    }
+    records = [{"frame": i, "budget_ms": f["budget_ms"], "config": f["config"], "latency_ms": f["latency_ms"],
+                "deadline_missed": f["missed"]} for i, f in enumerate(bt["per_frame"])]
+    log(f"device trace {run_id}: {bt['frames']} frames (of {frames} budgets), {bt['deadline_misses']} misses")
+    return {"summary": summary, "frames": records, "result_file": str(runs_dir / f"{run_id}.json")}, \
+        job["budget_trace"]
 
 
 def _plot(path: Path, configurations: dict, rows: list[dict], pareto: dict) -> None:

@@ -134,6 +134,57 @@ public final class Job {
         }
     }
 
+    /** One configuration a budget trace can switch to. */
+    public static final class TraceConfig {
+        public final String name;
+        public final String file;
+        public final String sha256;
+        public final double costMs;
+        public final double accuracy;
+
+        public TraceConfig(String name, String file, String sha256, double costMs, double accuracy) {
+            this.name = name;
+            this.file = file;
+            this.sha256 = sha256;
+            this.costMs = costMs;
+            this.accuracy = accuracy;
+        }
+    }
+
+    /**
+     * A budget trace: the configurations to load once, the per-frame budgets, and how many frames
+     * to run (frame i has budget {@code budgetsMs[i % budgetsMs.length]}).
+     */
+    public static final class BudgetTrace {
+        public final List<TraceConfig> configurations;
+        private final double[] budgetsMs;
+        public final int frames;
+
+        public BudgetTrace(List<TraceConfig> configurations, double[] budgetsMs, int frames) {
+            this.configurations = Collections.unmodifiableList(new ArrayList<TraceConfig>(configurations));
+            this.budgetsMs = budgetsMs.clone();
+            this.frames = frames;
+        }
+
+        /** The budget of frame {@code i}. */
+        public double budgetMs(int frame) {
+            return budgetsMs[frame % budgetsMs.length];
+        }
+
+        public int budgetCount() {
+            return budgetsMs.length;
+        }
+
+        /** The selector's view of the configurations, in the order given. */
+        public List<BudgetSelector.Entry> front() {
+            List<BudgetSelector.Entry> out = new ArrayList<BudgetSelector.Entry>();
+            for (TraceConfig c : configurations) {
+                out.add(new BudgetSelector.Entry(c.name, c.costMs, c.accuracy, c.file));
+            }
+            return out;
+        }
+    }
+
     public final int schemaVersion;
     public final String runId;
     /** Optional label grouping runs; null when absent. */
@@ -161,8 +212,8 @@ public final class Job {
     public final String collectorToken;
     /** Device path for the result, or null for the app's default. */
     public final String resultFile;
-    /** Free-form, reserved for a later schema; null when absent. */
-    public final Map<String, Object> budgetTrace;
+    /** The budget trace of a dynamic-execution job; null when this is not a trace job. */
+    public final BudgetTrace budgetTrace;
 
     private Job(Builder b) {
         this.schemaVersion = b.schemaVersion;
@@ -187,6 +238,42 @@ public final class Job {
         this.collectorToken = b.collectorToken;
         this.resultFile = b.resultFile;
         this.budgetTrace = b.budgetTrace;
+    }
+
+    /** A copy for one configuration of the budget trace (the app's loader opens modelFile/format). */
+    private Job(Job base, TraceConfig config) {
+        this.schemaVersion = base.schemaVersion;
+        this.runId = base.runId;
+        this.runSet = base.runSet;
+        this.createdAt = base.createdAt;
+        this.modelName = base.modelName + "/" + config.name;
+        this.modelFile = config.file;
+        String lower = config.file.toLowerCase(java.util.Locale.ROOT);
+        this.format = lower.endsWith(".tflite") ? Format.TFLITE : lower.endsWith(".onnx") ? Format.ONNX : base.format;
+        this.mode = base.mode;
+        this.modelSha256 = config.sha256;
+        this.modelBytes = base.modelBytes;
+        this.runtime = base.runtime;
+        this.warmupRuns = base.warmupRuns;
+        this.measuredRuns = base.measuredRuns;
+        this.minDurationS = base.minDurationS;
+        this.cooldownS = base.cooldownS;
+        this.timeoutS = base.timeoutS;
+        this.energy = base.energy;
+        this.golden = null;
+        this.collectorUrl = base.collectorUrl;
+        this.collectorToken = base.collectorToken;
+        this.resultFile = base.resultFile;
+        this.budgetTrace = null;
+    }
+
+    /**
+     * The job as the {@link ModelLoader} sees it for one budget-trace configuration: its file,
+     * sha256 and format (from the file name), the same runtime settings, no golden pair and no
+     * trace. modelBytes is the main model's (configurations carry no size).
+     */
+    public Job forConfiguration(TraceConfig config) {
+        return new Job(this, config);
     }
 
     /** Reads and checks a job file (UTF-8). */
@@ -297,12 +384,70 @@ public final class Job {
                 "http://host:port or https://host:port with an optional path, no spaces");
         b.collectorToken = c.string(doc, "", "collector_token", true, 0, 512, null, null);
         b.resultFile = c.devicePath(doc, "", "result_file", true);
-        b.budgetTrace = c.object(doc, "", "budget_trace", true);
+        Map<String, Object> bt = c.object(doc, "", "budget_trace", true);
+        if (bt != null) {
+            b.budgetTrace = budgetTrace(c, bt);
+        }
 
         if (!c.problems.isEmpty()) {
             throw new JobException(source, c.problems);
         }
         return new Job(b);
+    }
+
+    private static BudgetTrace budgetTrace(Checker c, Map<String, Object> bt) {
+        String p = "budget_trace.";
+        int before = c.problems.size();
+        c.keys(p, bt, TRACE_REQUIRED, TRACE_ALLOWED);
+        List<TraceConfig> configs = new ArrayList<TraceConfig>();
+        List<Object> list = c.array(bt, p, "configurations", 1, 64);
+        if (list != null) {
+            for (int i = 0; i < list.size(); i++) {
+                String q = p + "configurations." + i;
+                Object item = list.get(i);
+                if (!(item instanceof Map)) {
+                    c.add(q + ": must be an object, got " + Json.typeName(item));
+                    continue;
+                }
+                @SuppressWarnings("unchecked")
+                Map<String, Object> m = (Map<String, Object>) item;
+                q = q + ".";
+                c.keys(q, m, TRACE_CONFIG_KEYS, TRACE_CONFIG_KEYS);
+                String name = c.string(m, q, "name", false, 1, 128, null, null);
+                String file = c.devicePath(m, q, "file", false);
+                String sha = c.string(m, q, "sha256", false, 0, Integer.MAX_VALUE, SHA256, "64 lower-case hex digits");
+                Double cost = c.number(m, q, "cost_ms", 0, 86400000, false);
+                Double acc = c.number(m, q, "accuracy", -1e9, 1e9, false);
+                if (name != null && file != null && sha != null && cost != null && acc != null) {
+                    configs.add(new TraceConfig(name, file, sha, cost, acc));
+                }
+            }
+        }
+        double[] budgets = null;
+        List<Object> blist = c.array(bt, p, "budgets_ms", 1, 100000);
+        if (blist != null) {
+            budgets = new double[blist.size()];
+            for (int i = 0; i < blist.size(); i++) {
+                Object v = blist.get(i);
+                String q = p + "budgets_ms." + i;
+                if (!(v instanceof Number)) {
+                    c.add(q + ": must be a number, got " + Json.typeName(v) + " " + show(v));
+                    continue;
+                }
+                double d = ((Number) v).doubleValue();
+                if (!(d > 0) || d > 86400000) {
+                    c.add(q + ": must be > 0 and <= 86400000 ms, got " + show(v));
+                    continue;
+                }
+                budgets[i] = d;
+            }
+        }
+        Long frames = c.integer(bt, p, "frames", 1, 1000000);
+        c.string(bt, p, "selector", true, 0, 1024, null, null);
+        if (c.problems.size() != before || budgets == null) {
+            return null;
+        }
+        return new BudgetTrace(configs, budgets, frames == null ? budgets.length : frames.intValue());
     }
 
     /** Where the result is POSTed: {@code <collector_url>/api/v1/results}, or null without a collector. */
@@ -344,6 +489,10 @@ public final class Job {
     private static final List<String> ENERGY_REQUIRED = Arrays.asList("sample_interval_ms", "idle_baseline_s");
     private static final List<String> ENERGY_ALLOWED = concat(ENERGY_REQUIRED,
             Arrays.asList("current_unit", "current_sign", "prefer_odpm"));
+    private static final List<String> TRACE_REQUIRED = Arrays.asList("configurations", "budgets_ms");
+    private static final List<String> TRACE_ALLOWED = concat(TRACE_REQUIRED, Arrays.asList("frames", "selector"));
+    private static final List<String> TRACE_CONFIG_KEYS = Arrays.asList("name", "file", "sha256", "cost_ms",
+            "accuracy");
     private static final List<String> GOLDEN_KEYS = Arrays.asList("input_file", "output_file", "atol", "rtol");
 
     private static List<String> concat(List<String> a, List<String> b) {
@@ -504,6 +653,26 @@ public final class Job {
             return (Boolean) v;
         }
 
+        /** A JSON array with between minItems and maxItems items. */
+        @SuppressWarnings("unchecked")
+        List<Object> array(Map<String, Object> map, String prefix, String key, int minItems, int maxItems) {
+            if (!present(map, prefix, key, false)) {
+                return null;
+            }
+            Object v = map.get(key);
+            if (!(v instanceof List)) {
+                add(prefix + key + ": must be an array, got " + Json.typeName(v));
+                return null;
+            }
+            List<Object> list = (List<Object>) v;
+            if (list.size() < minItems || list.size() > maxItems) {
+                add(prefix + key + ": must hold between " + minItems + " and " + maxItems + " items, got "
+                        + list.size());
+                return null;
+            }
+            return list;
+        }
+
         @SuppressWarnings("unchecked")
         Map<String, Object> object(Map<String, Object> map, String prefix, String key, boolean nullable) {
             if (!present(map, prefix, key, nullable)) {
@@ -540,7 +709,7 @@ public final class Job {
         String collectorUrl;
         String collectorToken;
         String resultFile;
-        Map<String, Object> budgetTrace;
+        BudgetTrace budgetTrace;
     }
 
     /** Fields worth echoing in the result's model section. */

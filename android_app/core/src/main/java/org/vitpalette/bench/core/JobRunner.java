@@ -129,6 +129,8 @@ public final class JobRunner {
         String energyProblem = sampler.unavailableReason();
         boolean sampling = false;
         ModelSession session = null;
+        List<ModelSession> extraSessions = new ArrayList<ModelSession>();
+        BudgetTraceStats trace = null;
         List<EnergyIntegrator.Sample> power = null;
         try {
             if (job.cooldownS > 0) {
@@ -199,32 +201,75 @@ public final class JobRunner {
             List<Double> samples = new ArrayList<Double>();
             Stop stopped = null;
             double lastCheck = nowMs();
-            for (int i = 0; i < job.warmupRuns && stopped == null; i++) {
-                session.run(input, shape);
-                boolean thermalDue = nowMs() - lastCheck >= CHECK_EVERY_MS || i == job.warmupRuns - 1;
-                if (thermalDue) {
-                    lastCheck = nowMs();
+            double windowStart;
+            if (job.budgetTrace != null) {
+                // Dynamic execution: every configuration loaded and warmed up, then one frame per budget.
+                List<ModelSession> configs = loadConfigurations(job, session, extraSessions);
+                int n = configs.size();
+                float[][] inputs = new float[n][];
+                int[][] shapes = new int[n][];
+                for (int c = 0; c < n; c++) {
+                    int[] own = configs.get(c).inputShape();
+                    boolean same = java.util.Arrays.equals(own, shape);
+                    shapes[c] = same ? shape : own;
+                    inputs[c] = same ? input : syntheticInput(own);
                 }
-                stopped = check(deadlineMs, "warm-up", thermalDue);
-            }
-            double windowStart = nowMs();
-            while (stopped == null) {
-                double elapsedS = (nowMs() - windowStart) / 1000.0;
-                if (samples.size() >= job.measuredRuns && elapsedS >= job.minDurationS) {
-                    break;
+                for (int c = 0; c < n && stopped == null; c++) {
+                    for (int i = 0; i < job.warmupRuns && stopped == null; i++) {
+                        configs.get(c).run(inputs[c], shapes[c]);
+                        boolean thermalDue = nowMs() - lastCheck >= CHECK_EVERY_MS;
+                        if (thermalDue) {
+                            lastCheck = nowMs();
+                        }
+                        stopped = check(deadlineMs, "warm-up", thermalDue);
+                    }
                 }
-                double s = nowMs();
-                session.run(input, shape);
-                samples.add(nowMs() - s);
-                boolean thermalDue = nowMs() - lastCheck >= CHECK_EVERY_MS;
-                if (thermalDue) {
-                    lastCheck = nowMs();
+                BudgetSelector selector = new BudgetSelector(job.budgetTrace.front());
+                trace = new BudgetTraceStats(selector.front());
+                windowStart = nowMs();
+                for (int i = 0; i < job.budgetTrace.frames && stopped == null; i++) {
+                    double budget = job.budgetTrace.budgetMs(i);
+                    BudgetSelector.Choice choice = selector.select(budget);
+                    double s = nowMs();
+                    configs.get(choice.index).run(inputs[choice.index], shapes[choice.index]);
+                    double ms = nowMs() - s;
+                    samples.add(ms);
+                    trace.record(budget, choice, ms);
+                    boolean thermalDue = nowMs() - lastCheck >= CHECK_EVERY_MS;
+                    if (thermalDue) {
+                        lastCheck = nowMs();
+                    }
+                    stopped = check(deadlineMs, "budget trace", thermalDue);
                 }
-                stopped = check(deadlineMs, "measured loop", thermalDue);
+            } else {
+                for (int i = 0; i < job.warmupRuns && stopped == null; i++) {
+                    session.run(input, shape);
+                    boolean thermalDue = nowMs() - lastCheck >= CHECK_EVERY_MS || i == job.warmupRuns - 1;
+                    if (thermalDue) {
+                        lastCheck = nowMs();
+                    }
+                    stopped = check(deadlineMs, "warm-up", thermalDue);
+                }
+                windowStart = nowMs();
+                while (stopped == null) {
+                    double elapsedS = (nowMs() - windowStart) / 1000.0;
+                    if (samples.size() >= job.measuredRuns && elapsedS >= job.minDurationS) {
+                        break;
+                    }
+                    double s = nowMs();
+                    session.run(input, shape);
+                    samples.add(nowMs() - s);
+                    boolean thermalDue = nowMs() - lastCheck >= CHECK_EVERY_MS;
+                    if (thermalDue) {
+                        lastCheck = nowMs();
+                    }
+                    stopped = check(deadlineMs, "measured loop", thermalDue);
+                }
             }
             double windowEnd = nowMs();
             session.close();
             session = null;
+            closeAll(extraSessions);
             if (sampling) {
                 power = sampler.stop();
                 sampling = false;
@@ -235,6 +280,9 @@ public final class JobRunner {
                     arr[i] = samples.get(i);
                 }
                 result.latency(RunStats.of(initMs, firstMs, job.warmupRuns, arr, (windowEnd - windowStart) / 1000.0));
+                if (trace != null) {
+                    result.budgetTrace(trace.toMap());
+                }
             }
             try {
                 result.energy(energySection(job, energyProblem, power, idleStart, idleEnd, windowStart, windowEnd,
@@ -253,6 +301,7 @@ public final class JobRunner {
             if (session != null) {
                 session.close();
             }
+            closeAll(extraSessions);
             if (sampling) {
                 try {
                     sampler.stop();
@@ -263,6 +312,59 @@ public final class JobRunner {
             result.thermal(before, platform.thermalStatus());
             result.peakMemoryBytes(platform.peakMemoryBytes());
         }
+    }
+
+    /**
+     * One session per budget-trace configuration, in the job's order: the main session for the
+     * configuration whose file is the job's model file, otherwise the file's sha256 is checked and
+     * the loader opens it (each file once). New sessions go to {@code opened} for closing.
+     */
+    private List<ModelSession> loadConfigurations(Job job, ModelSession main, List<ModelSession> opened)
+            throws Stop {
+        Map<String, ModelSession> byFile = new java.util.HashMap<String, ModelSession>();
+        byFile.put(job.modelFile, main);
+        List<ModelSession> out = new ArrayList<ModelSession>();
+        for (Job.TraceConfig c : job.budgetTrace.configurations) {
+            ModelSession s = byFile.get(c.file);
+            if (s == null) {
+                String what = "budget trace configuration \"" + c.name + "\": ";
+                Path file = Paths.get(c.file);
+                String push = "; push every configuration bundle again (the host runner checks sha256 after pushing)";
+                String sha;
+                try {
+                    if (!Files.isRegularFile(file)) {
+                        throw new Stop(Status.LOAD_FAILED, what + "file " + c.file + " does not exist on the device"
+                                + push);
+                    }
+                    sha = ModelFileCheck.sha256(file);
+                } catch (IOException e) {
+                    throw new Stop(Status.LOAD_FAILED, what + "cannot read " + c.file + ": " + e + push);
+                }
+                if (!sha.equals(c.sha256)) {
+                    throw new Stop(Status.LOAD_FAILED, what + "file " + c.file + " has sha256 " + sha
+                            + ", the job expects " + c.sha256 + push);
+                }
+                Job cfgJob = job.forConfiguration(c);
+                try {
+                    s = loader.load(cfgJob);
+                } catch (Exception e) {
+                    throw new Stop(Status.LOAD_FAILED, what + "could not load " + c.file + " ("
+                            + cfgJob.format.wireName() + ", delegate " + job.runtime.delegate.wireName() + ", "
+                            + job.runtime.threads + " threads): " + ResultWriter.describe(e));
+                }
+                opened.add(s);
+                byFile.put(c.file, s);
+            }
+            out.add(s);
+        }
+        return out;
+    }
+
+    private static void closeAll(List<ModelSession> sessions) {
+        for (ModelSession s : sessions) {
+            s.close();
+        }
+        sessions.clear();
     }
 
     private Map<String, Object> energySection(Job job, String problem, List<EnergyIntegrator.Sample> power,

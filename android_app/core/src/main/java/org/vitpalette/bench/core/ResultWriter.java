@@ -46,6 +46,7 @@ public final class ResultWriter {
     private Long peakMemoryBytes;
     private Map<String, Object> golden;
     private String error;
+    private Map<String, Object> budgetTrace;
 
     public ResultWriter(String runId) {
         if (runId == null || !RUN_ID.matcher(runId).matches()) {
@@ -165,6 +166,12 @@ public final class ResultWriter {
         return this;
     }
 
+    /** The budget_trace section ({@link BudgetTraceStats#toMap()}); left out of the document when null. */
+    public ResultWriter budgetTrace(Map<String, Object> v) {
+        this.budgetTrace = v;
+        return this;
+    }
+
     public ResultWriter error(String v) {
         this.error = v;
         return this;
@@ -254,6 +261,9 @@ public final class ResultWriter {
         m.put("peak_memory_bytes", peakMemoryBytes);
         m.put("golden", golden);
         m.put("error", err == null ? null : clipError(err));
+        if (budgetTrace != null) {
+            m.put("budget_trace", latency == null || untimed ? null : budgetTrace);
+        }
         return m;
     }
 
