@@ -6,6 +6,7 @@
 - :mod:`pipeline.nightly.history`: what the collector holds for this night and the ones before;
 - :mod:`pipeline.nightly.regressions`: the regression rule (pure functions);
 - :mod:`pipeline.nightly.run`: one night from end to end (``run_nightly``).
+- :mod:`pipeline.nightly.dynamic_bundles`: the bundles of ``matrix.dynamic`` skip configurations.
 
 Importing this package stays light (no torch, no adb).
 """

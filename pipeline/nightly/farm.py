@@ -8,7 +8,7 @@
       formats: [onnx, tflite]
       modes: [dense, palette, palette-int8]
       threads: [1, 4]
-      dynamic: []                 # skip-configuration names (pipeline.dynamic); [] = the full model
+      dynamic: [full, [blocks.0.attn], "blocks.0.attn+blocks.1.mlp"]   # skip configurations (pipeline.dynamic)
     settings: {runs: 30, warmup: 5, min_duration_s: 1.0, cooldown_s: 2.0, clusters: 64}
 
 Every phone runs every job of the matrix (phones x models x formats x modes x threads x dynamic),
@@ -31,6 +31,35 @@ FORMATS = ("onnx", "tflite")
 MODES = ("dense", "palette", "palette-int8")
 DEFAULT_SIM_PROFILE = "pixel-8"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+FULL = "full"   # the dynamic configuration that skips nothing (pipeline.dynamic.skip.config_key)
+
+
+def dynamic_config_key(entry: Any, where: str = "matrix.dynamic") -> str:
+    """One ``matrix.dynamic`` entry as its configuration key: ``"full"`` or sorted unit names joined by ``+``.
+
+    An entry is a list of unit names or one ``"+"``-joined string; ``full``, ``""`` and ``[]`` skip
+    nothing. Whether the units exist is checked against the model when the bundles are exported
+    (:func:`pipeline.nightly.dynamic_bundles.check_configs`); here only their spelling. The same
+    text as ``pipeline.dynamic.skip.config_key`` (not imported: that module needs torch).
+    """
+    if entry is None:
+        names: list[Any] = []
+    elif isinstance(entry, str):
+        names = [n.strip() for n in entry.split("+")]
+        names = [] if names in ([FULL], [""]) else names
+    elif isinstance(entry, (list, tuple)):
+        names = list(entry)
+    else:
+        raise ConfigError(f"{where}: entry {entry!r} is not a skip configuration",
+                          next_step="Write each entry as a list of unit names ([blocks.0.attn, blocks.1.mlp]), "
+                                    "a '+'-joined string (\"blocks.0.attn+blocks.1.mlp\") or 'full'.")
+    bad = [n for n in names if not isinstance(n, str) or not _UNIT_RE.match(n) or n == FULL]
+    if bad:
+        raise ConfigError(f"{where}: {', '.join(map(repr, bad))} is not a skip unit name",
+                          next_step="Use unit names such as blocks.0.attn or blocks.3.mlp "
+                                    "(`python -m pipeline.dynamic --help` lists how to find them).")
+    return "+".join(sorted(set(names))) or FULL
 
 
 def _list(value: Any, where: str) -> list[Any]:
@@ -84,7 +113,7 @@ class Matrix:
     formats: tuple[str, ...] = FORMATS
     modes: tuple[str, ...] = MODES
     threads: tuple[int, ...] = (1,)
-    dynamic: tuple[str, ...] = ()
+    dynamic: tuple[str, ...] = ()   # configuration keys ("full", "blocks.0.attn+blocks.1.mlp"); () = full only
 
     def __post_init__(self) -> None:
         def check(name: str, values: tuple, allowed: tuple | None) -> tuple:
@@ -101,18 +130,11 @@ class Matrix:
         object.__setattr__(self, "models", check("models", tuple(str(m) for m in self.models), None))
         object.__setattr__(self, "formats", check("formats", tuple(str(f) for f in self.formats), FORMATS))
         object.__setattr__(self, "modes", check("modes", tuple(str(m) for m in self.modes), MODES))
-        object.__setattr__(self, "dynamic", check("dynamic", tuple(str(d) for d in self.dynamic), None))
+        object.__setattr__(self, "dynamic", check("dynamic", tuple(dynamic_config_key(d) for d in self.dynamic), None))
         threads = check("threads", tuple(self.threads), None)
         if not all(isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= 64 for t in threads):
             raise ConfigError(f"matrix.threads {list(threads)!r} is not allowed; use integers 1-64")
         object.__setattr__(self, "threads", threads)
-        if self.dynamic:
-            raise ConfigError(
-                f"matrix.dynamic lists {', '.join(self.dynamic)}, but nightly runs cannot export dynamic "
-                "configurations yet",
-                next_step="Leave 'dynamic: []' for now; export them with `python -m pipeline.dynamic` and run "
-                "them with `python -m pipeline.deploy`.",
-            )
 
 
 @dataclass(frozen=True)
@@ -158,7 +180,17 @@ class Job:
     format: str
     mode: str
     threads: int
-    dynamic: str | None = None
+    dynamic: str | None = None   # skip configuration key; None = the full model (the key of older nights)
+
+    def __post_init__(self) -> None:
+        if self.dynamic == FULL:   # the full model keeps the job key it had before dynamic configurations
+            object.__setattr__(self, "dynamic", None)
+
+    @property
+    def bundle_key(self) -> tuple[str, ...]:
+        """Which bundle the job runs: (model, format, mode), plus the configuration for a dynamic one."""
+        base = (self.model, self.format, self.mode)
+        return base if self.dynamic is None else (*base, self.dynamic)
 
     @property
     def key(self) -> str:
@@ -196,7 +228,7 @@ class FarmConfig:
 
     def jobs(self) -> list[Job]:
         """Every job of the night, in a stable order (phone, model, format, mode, threads, dynamic)."""
-        dyn: tuple[str | None, ...] = self.matrix.dynamic or (None,)
+        dyn: tuple[str | None, ...] = tuple(None if d == FULL else d for d in self.matrix.dynamic) or (None,)
         return [
             Job(p.name, p.group, m, f, mode, t, d)
             for p in self.phones for m in self.matrix.models for f in self.matrix.formats
@@ -217,6 +249,8 @@ def _build(cls, data: Any, where: str):
     for k in ("models", "formats", "modes", "threads", "dynamic"):
         if k in normalised and cls is Matrix:
             normalised[k] = tuple(_list(normalised[k], f"{where}.{k}"))
+    if cls is Matrix and "dynamic" in normalised:
+        normalised["dynamic"] = tuple(dynamic_config_key(d, f"{where}.dynamic") for d in normalised["dynamic"])
     try:
         return cls(**normalised)
     except TypeError as err:  # a wrong type (e.g. a string where a number belongs)

@@ -19,8 +19,16 @@ RUN_ID_RE = re.compile(r"^n\.(?P<night>[A-Za-z0-9._-]+?)\.[^.]+\.(?P<key>[0-9a-f
 FINAL_STATUSES = frozenset({"ok", "golden_mismatch", "load_failed", "invalid_job"})
 
 
-def nightly_run_id(night: str, fmt: str, mode: str, threads: int, key: str, attempt: int) -> str:
-    return f"n.{night}.{fmt}-{mode}-t{threads}.{key}.a{attempt}"
+def nightly_run_id(night: str, fmt: str, mode: str, threads: int, key: str, attempt: int,
+                   dynamic: str | None = None) -> str:
+    """``n.NIGHT.FORMAT-MODE-tTHREADS[-skipN-HASH].KEY.aATTEMPT``; a dynamic configuration is named by
+    its unit count and a hash of its key (run ids allow no '+' and stay short; the key is in the result)."""
+    tag = ""
+    if dynamic:
+        import hashlib
+
+        tag = f"-skip{len(dynamic.split('+'))}-{hashlib.sha256(dynamic.encode()).hexdigest()[:8]}"
+    return f"n.{night}.{fmt}-{mode}-t{threads}{tag}.{key}.a{attempt}"
 
 
 def job_key_of(run_id: str) -> str | None:

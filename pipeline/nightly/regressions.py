@@ -89,12 +89,30 @@ def device_label(doc: dict[str, Any]) -> str:
     return f"{dev.get('model') or 'unknown'} ({serial})" if serial else str(dev.get("model") or "unknown")
 
 
+def dynamic_of(doc: dict[str, Any]) -> str:
+    """The result's skip configuration key; "" for the full model (also for results from before
+    ``host.dynamic_config`` existed, so their series go on)."""
+    host = doc.get("host") or {}
+    dyn = host.get("dynamic_config") or (host.get("nightly") or {}).get("dynamic") or ""
+    return "" if dyn == "full" else str(dyn)
+
+
+def dynamic_model_name(name: str, dynamic: str | None) -> str:
+    """``NAME skip[CONFIG]`` for a skip configuration (the nightly scheduler stores results so named,
+    so trends and reports grouping by model name keep configurations apart); ``NAME`` for the full model."""
+    if not dynamic or dynamic == "full" or name.endswith(f" skip[{dynamic}]"):
+        return name
+    return f"{name} skip[{dynamic}]"
+
+
 def series_key(doc: dict[str, Any]) -> SeriesKey:
+    """A dynamic configuration is its own configuration: its model is named ``NAME skip[CONFIG]``."""
     model = doc.get("model") or {}
     runtime = doc.get("runtime") or {}
-    nightly = ((doc.get("host") or {}).get("nightly") or {})
-    return (device_label(doc), str(model.get("name") or "?"), str(model.get("format") or "?"),
-            str(model.get("mode") or "?"), int(runtime.get("threads") or 0), str(nightly.get("dynamic") or ""))
+    dyn = dynamic_of(doc)
+    name = dynamic_model_name(str(model.get("name") or "?"), dyn)
+    return (device_label(doc), name, str(model.get("format") or "?"),
+            str(model.get("mode") or "?"), int(runtime.get("threads") or 0), dyn)
 
 
 def energy_of(doc: dict[str, Any]) -> tuple[float | None, str]:
@@ -254,7 +272,7 @@ def regressions_table(regressions: list[Regression]) -> str:
     """Plain-text table (cron mails and CI logs have no colours)."""
     head = ("device", "model", "format", "mode", "threads", "metric", "previous", "now", "threshold")
     rows = [head] + [
-        (r.device, r.model, r.format, r.mode + (f"+{r.dynamic}" if r.dynamic else ""), str(r.threads), r.metric,
+        (r.device, r.model, r.format, r.mode, str(r.threads), r.metric,
          f"{r.previous:.4g}", f"{r.now:.4g}", f"{r.threshold:.4g}")
         for r in regressions
     ]

@@ -96,28 +96,42 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "model"
 
 
-def build_night_bundles(farm: FarmConfig, jobs: list[Job], out: Path, steps) -> dict[tuple[str, str, str], Any]:
-    """Export (or reuse) one bundle per model x format x mode that the jobs need."""
+def build_night_bundles(farm: FarmConfig, jobs: list[Job], out: Path, steps) -> dict[tuple[str, ...], Any]:
+    """Export (or reuse) one bundle per model x format x mode (x dynamic configuration) that the jobs need.
+
+    Keys are ``Job.bundle_key``: (model, format, mode) for the full model, with the configuration
+    key appended for a ``matrix.dynamic`` one (``OUT/models/MODEL/dynamic/``).
+    """
     from pipeline.deploy import build_bundles
     from pipeline.deploy_config import DeployConfig
+    from pipeline.nightly.dynamic_bundles import build_dynamic_bundles
 
-    bundles: dict[tuple[str, str, str], Any] = {}
+    bundles: dict[tuple[str, ...], Any] = {}
+    s = farm.settings
     for model in dict.fromkeys(j.model for j in jobs):
-        formats = tuple(dict.fromkeys(j.format for j in jobs if j.model == model))
-        modes = tuple(dict.fromkeys(j.mode for j in jobs if j.model == model))
-        s = farm.settings
-        cfg = DeployConfig(device="sim", model=model, clusters=s.clusters, formats=formats, modes=modes,
-                           eval_limit=s.eval_limit, out=str(out / "models" / _slug(model)))
-        built, _ = build_bundles(cfg, steps, out / "models" / _slug(model))
-        for info in built:
-            bundles[(model, info.format, info.mode)] = info
+        mine = [j for j in jobs if j.model == model]
+        full = [j for j in mine if j.dynamic is None]
+        if full:
+            formats = tuple(dict.fromkeys(j.format for j in full))
+            modes = tuple(dict.fromkeys(j.mode for j in full))
+            cfg = DeployConfig(device="sim", model=model, clusters=s.clusters, formats=formats, modes=modes,
+                               eval_limit=s.eval_limit, out=str(out / "models" / _slug(model)))
+            built, _ = build_bundles(cfg, steps, out / "models" / _slug(model))
+            for info in built:
+                bundles[(model, info.format, info.mode)] = info
+        dyn = [j for j in mine if j.dynamic is not None]
+        if dyn:
+            bundles.update(build_dynamic_bundles(
+                model, list(dict.fromkeys(j.dynamic for j in dyn)), tuple(dict.fromkeys(j.format for j in dyn)),
+                tuple(dict.fromkeys(j.mode for j in dyn)), s, out / "models" / _slug(model), steps))
     return bundles
 
 
-def load_bundles_dir(folder: str | Path) -> dict[tuple[str, str, str], Any]:
+def load_bundles_dir(folder: str | Path) -> dict[tuple[str, ...], Any]:
     """Bundles exported beforehand (``--bundles DIR``: one bundle folder per file, any depth 1-3).
 
-    The key is (source model, format, mode) from each manifest; host accuracy is not measured
+    The key is (source model, format, mode) from each manifest, plus the configuration key of a
+    skip configuration's bundle (its ``dynamic.json``, written by ``pipeline.dynamic``); host accuracy is not measured
     for these (``host.accuracy_top1`` stays null), so accuracy regressions need the normal export.
     """
     from pipeline.deploy import BundleInfo
@@ -131,7 +145,14 @@ def load_bundles_dir(folder: str | Path) -> dict[tuple[str, str, str], Any]:
             m = json.loads(mpath.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        key = (str(m.get("source_model") or ""), str(m.get("format")), str(m.get("mode")))
+        key: tuple[str, ...] = (str(m.get("source_model") or ""), str(m.get("format")), str(m.get("mode")))
+        dyn_file = mpath.parent / "dynamic.json"
+        if dyn_file.is_file():
+            try:
+                config = str(json.loads(dyn_file.read_text(encoding="utf-8")).get("config") or "full")
+            except (OSError, ValueError):
+                continue
+            key = key if config == "full" else (*key, config)
         found.setdefault(key, BundleInfo(key[1], key[2], mpath.parent, m))
     if not found:
         raise ConfigError(f"--bundles {root}: no bundle folders (with manifest.json) found",
@@ -153,10 +174,10 @@ def _start_sim_phones(farm: FarmConfig, stack: ExitStack, out: Path, log) -> dic
 
 
 def run_nightly(opts: NightOptions, *, farm: FarmConfig | None = None, log=None,
-                bundles: dict[tuple[str, str, str], Any] | None = None) -> NightOutcome:
+                bundles: dict[tuple[str, ...], Any] | None = None) -> NightOutcome:
     """Run the missing jobs of one night and compare it with the previous nights.
 
-    ``bundles`` (model, format, mode) -> BundleInfo skips the export (tests, ``--bundles``).
+    ``bundles`` ``Job.bundle_key`` -> BundleInfo skips the export (tests, ``--bundles``).
     """
     import time
 
@@ -216,7 +237,7 @@ def run_nightly(opts: NightOptions, *, farm: FarmConfig | None = None, log=None,
             steps = Steps(total=4, interactive=interactive)
             if bundles is None:
                 bundles = build_night_bundles(farm, jobs, out, steps)
-            missing = sorted({(j.model, j.format, j.mode) for j in jobs} - set(bundles))
+            missing = sorted({j.bundle_key for j in jobs} - set(bundles))
             if missing:
                 raise ConfigError("no bundle for " + ", ".join("/".join(k) for k in missing),
                                   next_step="Export them (leave out --bundles) or add them to the --bundles folder.")

@@ -29,6 +29,7 @@ from pipeline.errors import DeviceError
 from pipeline.nightly.farm import Job, NightSettings, PhoneSpec
 from pipeline.nightly.history import nightly_run_id
 from pipeline.nightly.leases import LeaseError, LeaseManager
+from pipeline.nightly.regressions import dynamic_model_name
 
 
 @dataclass
@@ -274,9 +275,9 @@ class Scheduler:
         from device_runner.runner import Bundle
 
         job = st.job
-        info = self.bundles[(job.model, job.format, job.mode)]
+        info = self.bundles[job.bundle_key]
         run_id = nightly_run_id(self.night, job.format, job.mode, job.threads, job.key,
-                                self.attempt_base.get(job.key, 0) + st.attempts + 1)
+                                self.attempt_base.get(job.key, 0) + st.attempts + 1, job.dynamic)
         t0 = time.monotonic()
         try:
             doc = runners[job.threads].run_bundle(Bundle(info.path, info.manifest), run_id, out_dir=self.runs_dir)
@@ -297,6 +298,7 @@ class Scheduler:
             "top1_agreement": info.top1_agreement,
             "energy_method_planned": energy_method,
             "threads_requested": job.threads,
+            "dynamic_config": job.dynamic or "full",
             "nightly": {"night": self.night, "job_key": job.key, "home_phone": job.phone, "phone": phone.spec.name,
                         "address": phone.address, "attempt": st.attempts + 1, "dynamic": job.dynamic,
                         "holder": self.leases.holder_id, "tags": list(phone.spec.tags),
@@ -304,6 +306,10 @@ class Scheduler:
         })
         doc["host"] = host
         doc["run_set"] = self.night
+        if job.dynamic:  # its own configuration wherever results are grouped by model (trends, reports)
+            doc["model"] = {**(doc.get("model") or {}),
+                            "name": dynamic_model_name(str((doc.get("model") or {}).get("name") or job.model),
+                                                       job.dynamic)}
         _write_json_atomic(self.runs_dir / f"{run_id}.json", doc)
         with self._cond:
             st.attempts += 1
@@ -314,10 +320,10 @@ class Scheduler:
         from device_runner.runner import utc_now
 
         job = st.job
-        info = self.bundles.get((job.model, job.format, job.mode))
+        info = self.bundles.get(job.bundle_key)
         manifest = info.manifest if info is not None else {}
         run_id = nightly_run_id(self.night, job.format, job.mode, job.threads, job.key,
-                                self.attempt_base.get(job.key, 0) + max(st.attempts, 1))
+                                self.attempt_base.get(job.key, 0) + max(st.attempts, 1), job.dynamic)
         home = self.phones.get(job.phone)
         spec = home.spec if home else None
         now = utc_now()
@@ -328,7 +334,7 @@ class Scheduler:
             "device": {"model": f"{job.phone} (not reached)", "manufacturer": "unknown",
                        "android_version": "unknown", "sdk_int": 1, "soc": None, "abi": "unknown",
                        "serial": home.address if home else None, "simulated": bool(spec and spec.simulated)},
-            "model": {"name": str(manifest.get("source_model") or job.model),
+            "model": {"name": dynamic_model_name(str(manifest.get("source_model") or job.model), job.dynamic),
                       "file": str(manifest.get("model_file") or ""), "format": job.format, "mode": job.mode,
                       "bytes": int(manifest.get("bytes") or 0), "sha256": str(manifest.get("sha256") or "0" * 64)},
             "runtime": {"name": "onnxruntime" if job.format == "onnx" else "litert", "version": None,
@@ -337,6 +343,7 @@ class Scheduler:
             "peak_memory_bytes": None, "golden": None,
             "error": f"not run after {st.attempts} attempt(s): {why}"[:4000],
             "host": {"hostname": platform.node(), "written_by": "nightly scheduler",
+                     "dynamic_config": job.dynamic or "full",
                      "nightly": {"night": self.night, "job_key": job.key, "home_phone": job.phone,
                                  "phone": phone.spec.name if phone else None, "attempt": st.attempts,
                                  "dynamic": job.dynamic, "holder": self.leases.holder_id,
