@@ -25,7 +25,7 @@ from pathlib import Path
 
 def run_jobs(n_phones: int, jobs, bundles, settings, root: Path) -> tuple[float, int]:
     from device_runner.sim import SimulatedPhone
-    from pipeline.deploy import _Storage
+    from pipeline.deploy import ResultStorage
     from pipeline.nightly.farm import PhoneSpec
     from pipeline.nightly.leases import LeaseManager
     from pipeline.nightly.scheduler import PhoneState, Scheduler
@@ -36,7 +36,7 @@ def run_jobs(n_phones: int, jobs, bundles, settings, root: Path) -> tuple[float,
     stored: list[dict] = []
     with ExitStack() as stack:
         collector = stack.enter_context(start_collector_in_thread(db))
-        storage = _Storage(collector.url, None, f"sqlite:///{root / 'local.db'}", print)
+        storage = ResultStorage(collector.url, None, f"sqlite:///{root / 'local.db'}", print)
         stack.callback(storage.close)
         leases = stack.enter_context(LeaseManager(db, ttl_s=60))
         phones = []

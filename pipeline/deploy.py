@@ -205,7 +205,7 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     return bundles, loaded.name
 
 
-class _Storage:
+class ResultStorage:
     """Where results go: the collector over HTTP; a local store when it cannot be reached."""
 
     def __init__(self, url: str, token: str | None, fallback_db: str, log) -> None:
@@ -247,7 +247,7 @@ class _Storage:
             self._fallback.close()
 
 
-def _connect_device(cfg: DeployConfig, stack: ExitStack, out: Path, log) -> tuple[Any, Any]:
+def connect_device(cfg: DeployConfig, stack: ExitStack, out: Path, log) -> tuple[Any, Any]:
     from device_runner.device import Device
     from device_runner.profiles import get_profile, resolve_device
 
@@ -285,7 +285,7 @@ def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcom
     with ExitStack() as stack:
         # find the phone first: an unreachable or unknown device fails before minutes of export
         with steps.step("find and connect to the device"):
-            device, phone = _connect_device(cfg, stack, out, steps.log)
+            device, phone = connect_device(cfg, stack, out, steps.log)
             profile = device.profile
             energy_method = device.energy_method().value
             runner = JobRunner(device, cfg.run_settings(), energy_method=energy_method,
@@ -306,7 +306,7 @@ def run_deploy(cfg: DeployConfig, *, steps: Steps | None = None) -> DeployOutcom
                 handle = start_collector_in_thread(f"sqlite:///{(out / 'runs.db').resolve()}")
                 stack.callback(handle.stop)
                 collector_url = handle.url
-            storage = _Storage(collector_url, cfg.collector_token,
+            storage = ResultStorage(collector_url, cfg.collector_token,
                                f"sqlite:///{(out / 'runs-local.db').resolve()}", steps.log)
             stack.callback(storage.close)
             prep = runner.prepare()

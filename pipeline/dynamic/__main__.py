@@ -230,14 +230,14 @@ class _DeviceSession:
 
     def __init__(self, cfg: DynamicConfig, out: Path, stack: ExitStack, log) -> None:
         from device_runner.runner import APP_PACKAGE, JobRunner, RunSettings
-        from pipeline.deploy import _connect_device
+        from pipeline.deploy import connect_device
         from pipeline.deploy_config import DeployConfig
 
         dcfg = DeployConfig(device=cfg.device, model=cfg.model, out=str(out), sim_profile=cfg.sim_profile,
                             threads=cfg.threads, runs=cfg.runs, warmup=cfg.warmup,
                             min_duration_s=cfg.min_duration_s, cooldown_s=cfg.cooldown_s,
                             job_timeout_s=cfg.job_timeout_s)
-        device, _phone = _connect_device(dcfg, stack, out, log)
+        device, _phone = connect_device(dcfg, stack, out, log)
         if not device.is_installed(APP_PACKAGE):
             raise DeviceError(f"the benchmark app {APP_PACKAGE} is not installed on {device.serial}",
                               next_step="Install it (android_app/README.md), e.g. with `python -m pipeline.deploy "

@@ -182,7 +182,7 @@ def run_nightly(opts: NightOptions, *, farm: FarmConfig | None = None, log=None,
     import time
 
     from pipeline.cli_support import is_interactive
-    from pipeline.deploy import _Storage
+    from pipeline.deploy import ResultStorage
     from pipeline.nightly.history import FINAL_STATUSES, CollectorClient
     from pipeline.nightly.leases import LeaseManager
     from pipeline.nightly.scheduler import PhoneState, Scheduler, SchedulerOptions
@@ -243,7 +243,7 @@ def run_nightly(opts: NightOptions, *, farm: FarmConfig | None = None, log=None,
                                   next_step="Export them (leave out --bundles) or add them to the --bundles folder.")
             addresses = (_start_sim_phones(farm, stack, out, log) if farm.simulated
                          else {p.name: p.address for p in farm.phones})
-            storage = _Storage(collector_url, opts.collector_token, f"sqlite:///{(out / 'nightly-local.db').resolve()}",
+            storage = ResultStorage(collector_url, opts.collector_token, f"sqlite:///{(out / 'nightly-local.db').resolve()}",
                                log)
             stack.callback(storage.close)
             leases = LeaseManager(lease_db, ttl_s=opts.lease_ttl_s)
