@@ -9,16 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _energy(doc: dict[str, Any]) -> tuple[float | None, str]:
-    """Per-inference energy and its method: ODPM (host, around the measured window) wins."""
-    host = doc.get("host") or {}
-    odpm = host.get("energy_odpm") or {}
-    if odpm.get("per_inference_mj") is not None:
-        return float(odpm["per_inference_mj"]), "odpm"
-    energy = doc.get("energy") or {}
-    value = energy.get("per_inference_mj")
-    return (float(value) if value is not None else None), str(energy.get("method") or "none")
+from results.figures import energy_per_inference
 
 
 def table_rows(results: list[dict[str, Any]], bundles: list[Any]) -> list[dict[str, Any]]:
@@ -29,7 +20,7 @@ def table_rows(results: list[dict[str, Any]], bundles: list[Any]) -> list[dict[s
         key = (model.get("format"), model.get("mode"))
         b = by_key.get(key)
         lat = doc.get("latency") or {}
-        mj, method = _energy(doc)
+        mj, method = energy_per_inference(doc)
         rows.append({
             "run_id": doc.get("run_id"),
             "format": key[0], "mode": key[1], "status": doc.get("status"),

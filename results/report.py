@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import NothingToDoError, OutputError
+from results.figures import energy_per_inference
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
@@ -82,8 +83,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups[(*_key(doc), doc["model"]["mode"])].append(doc)
     rows = []
     for gkey, docs in groups.items():
-        energies = [d["energy"]["per_inference_mj"] for d in docs
-                    if d.get("energy") and d["energy"].get("per_inference_mj") is not None]
+        energies = [mj for mj, _ in map(energy_per_inference, docs) if mj is not None]
         methods = sorted({(d.get("energy") or {}).get("method") or "none" for d in docs})
         rows.append({
             "key": gkey[:-1], "mode": gkey[-1], "runs": len(docs),

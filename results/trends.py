@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
+from results.figures import energy_per_inference
 
 DEFAULT_LIMIT_NIGHTS = 30
 MAX_LIMIT_NIGHTS = 366
@@ -97,7 +98,7 @@ def _night_point(name: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
         "run_set": name,
         "started_at": min(str(d.get("started_at") or "") for d in docs),
         "median_ms": _median(_numbers(ok, "latency", "median_ms")),
-        "per_inference_mj": _median(_numbers(ok, "energy", "per_inference_mj")),
+        "per_inference_mj": _median([mj for mj, _ in map(energy_per_inference, ok) if mj is not None]),
         "accuracy_top1": _median(_numbers(ok, "host", "accuracy_top1")),
         "model_bytes": int(statistics.median(sized)) if sized else None,
         "runs": len(docs),

@@ -39,6 +39,7 @@ from statistics import median
 from typing import Any
 
 from pipeline.errors import ConfigError
+from results.figures import energy_per_inference
 
 SeriesKey = tuple[str, str, str, str, int, str]
 
@@ -115,15 +116,7 @@ def series_key(doc: dict[str, Any]) -> SeriesKey:
             str(model.get("mode") or "?"), int(runtime.get("threads") or 0), dyn)
 
 
-def energy_of(doc: dict[str, Any]) -> tuple[float | None, str]:
-    """Per-inference energy (mJ) and its method: the host's ODPM figure wins over the app's."""
-    host = doc.get("host") or {}
-    odpm = host.get("energy_odpm") or {}
-    if odpm.get("per_inference_mj") is not None:
-        return float(odpm["per_inference_mj"]), "odpm"
-    energy = doc.get("energy") or {}
-    value = energy.get("per_inference_mj")
-    return (float(value) if value is not None else None), str(energy.get("method") or "none")
+energy_of = energy_per_inference  # one reading of the figure for table, report, trends and here
 
 
 def _samples(doc: dict[str, Any]) -> list[float]:
