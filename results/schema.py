@@ -155,26 +155,23 @@ def validate_result(doc: Any) -> list[str]:
     return errors
 
 
-def require_valid_job(doc: Any, *, source: str = "job") -> dict[str, Any]:
-    errors = validate_job(doc)
+def _require_valid(kind: str, doc: Any, source: str) -> dict[str, Any]:
+    errors = validate_job(doc) if kind == "job" else validate_result(doc)
     if errors:
         raise InvalidDocumentError(
-            f"{source} is not a valid job: " + "; ".join(errors[:5]),
-            next_step="Fix the listed fields (schema: results/schema/job.schema.json).",
-            kind="job", reasons=errors,
+            f"{source} is not a valid {kind}: " + "; ".join(errors[:5]),
+            next_step=f"Fix the listed fields (schema: results/schema/{kind}.schema.json).",
+            kind=kind, reasons=errors,
         )
     return doc
+
+
+def require_valid_job(doc: Any, *, source: str = "job") -> dict[str, Any]:
+    return _require_valid("job", doc, source)
 
 
 def require_valid_result(doc: Any, *, source: str = "result") -> dict[str, Any]:
-    errors = validate_result(doc)
-    if errors:
-        raise InvalidDocumentError(
-            f"{source} is not a valid result: " + "; ".join(errors[:5]),
-            next_step="Fix the listed fields (schema: results/schema/result.schema.json).",
-            kind="result", reasons=errors,
-        )
-    return doc
+    return _require_valid("result", doc, source)
 
 
 def strip_fixture_metadata(doc: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,22 @@ def client(collector) -> Iterator[Any]:
 
     with httpx.Client(base_url=collector.url, timeout=10.0) as c:
         yield c
+
+
+def _dump_dom(url: str, user_data_dir: Path) -> str:
+    """The DOM after the page's script ran (virtual time lets the fetch finish first)."""
+    cmd = [
+        "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", f"--user-data-dir={user_data_dir}", "--virtual-time-budget=15000",
+        "--dump-dom", url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.fixture
+def dump_dom():
+    """Headless Chromium (Debian's): the DOM of a page after its script ran."""
+    return _dump_dom

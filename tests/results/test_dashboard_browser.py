@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,24 +17,11 @@ pytestmark = [
 ]
 
 
-def dump_dom(url: str, user_data_dir: Path) -> str:
-    """The DOM after the page's script ran (virtual time lets the fetch finish first)."""
-    cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--user-data-dir={user_data_dir}", "--virtual-time-budget=15000",
-        "--dump-dom", url,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
-
-
 def rows(dom: str) -> list[str]:
     return re.findall(r'<tr data-run-id="([^"]+)"', dom)
 
 
-def test_dashboard_table_plots_and_filters(collector, client, result_doc, tmp_path):
+def test_dashboard_table_plots_and_filters(collector, client, result_doc, tmp_path, dump_dom):
     docs = [
         result_doc("dash-dense-p8", **{"model.mode": "dense"}),
         result_doc("dash-palette-p8", **{"model.mode": "palette", "latency.median_ms": 9.5}),
@@ -69,7 +55,7 @@ def test_dashboard_table_plots_and_filters(collector, client, result_doc, tmp_pa
     assert rows(real_only) == ["dash-palette-p7"]
 
 
-def test_dashboard_reports_an_unreachable_store(collector, client, result_doc, tmp_path):
+def test_dashboard_reports_an_unreachable_store(collector, client, result_doc, tmp_path, dump_dom):
     assert client.post("/api/v1/results", json=result_doc("x1")).status_code == 201
     moved = collector.db_path.with_suffix(".away")
     shutil.move(collector.db_path, moved)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,22 +145,10 @@ def test_night_report_plots_its_configurations_over_earlier_nights(result_doc, t
     assert "Trends over nights" not in first.read_text(encoding="utf-8")  # one night: nothing to trend
 
 
-def dump_dom(url: str, user_data_dir: Path) -> str:
-    cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--user-data-dir={user_data_dir}", "--virtual-time-budget=15000",
-        "--dump-dom", url,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install -y chromium)")
-def test_dashboard_trends_section_renders_two_nights(collector, client, result_doc, tmp_path):
+def test_dashboard_trends_section_renders_two_nights(collector, client, result_doc, tmp_path, dump_dom):
     make = result_doc
     docs = [
         night_doc(make, "b1-p8", "2026-11-21", 2, median_ms=10.0, mj=400.0),
