@@ -84,3 +84,25 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class TreeFS:
+    """Stand-in for the sim's file tree: device paths under one host folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def host_path(self, device_path: str) -> Path:
+        assert device_path.startswith("/"), device_path
+        return self.root.joinpath(*[p for p in device_path.split("/") if p])
+
+    def put(self, device_path: str, data: bytes) -> None:
+        path = self.host_path(device_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> TreeFS:
+    """A TreeFS under tmp_path/device, for calling the simulated app's run_job directly."""
+    return TreeFS(tmp_path / "device")

@@ -22,22 +22,6 @@ from results.schema import validate_result
 BUNDLE = "/data/local/tmp/vitpalette/job1"
 
 
-class TreeFS:
-    """Stand-in for the sim's file tree: device paths under one host folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def host_path(self, device_path: str) -> Path:
-        assert device_path.startswith("/"), device_path
-        return self.root.joinpath(*[p for p in device_path.split("/") if p])
-
-    def put(self, device_path: str, data: bytes) -> None:
-        path = self.host_path(device_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
 DEVICE_INFO = {"model": "Pixel 8", "manufacturer": "Google", "android_version": "15", "sdk_int": 35,
                "soc": "Tensor G3", "abi": "arm64-v8a", "serial": "127.0.0.1:5555", "simulated": True, "cores": 9,
                "latency_multiplier": 1.0}
@@ -102,7 +86,7 @@ def fc_tflite(in_f: int = 16, out_f: int = 10, seed: int = 1) -> tuple[bytes, ca
     return bytes(builder.Output()), lambda x: x @ w.T + b
 
 
-def put_bundle(fs: TreeFS, model_bytes: bytes, fn, *, fmt: str = "onnx", run_id: str = "run-1",
+def put_bundle(fs, model_bytes: bytes, fn, *, fmt: str = "onnx", run_id: str = "run-1",
                golden: bool = True, job_bytes: bytes | None = None, **job_changes) -> str:
     """Push model, golden files and job.json into the device tree; returns the job's device path."""
     model_file = f"{BUNDLE}/model.{fmt}"
@@ -128,13 +112,10 @@ def put_bundle(fs: TreeFS, model_bytes: bytes, fn, *, fmt: str = "onnx", run_id:
     return f"{BUNDLE}/job.json"
 
 
-def stored_file(fs: TreeFS, run_id: str) -> dict:
+def stored_file(fs, run_id: str) -> dict:
     return json.loads(fs.host_path(f"{APP_FILES_DIR}/results/{run_id}.json").read_text())
 
 
-@pytest.fixture
-def fs(tmp_path) -> TreeFS:
-    return TreeFS(tmp_path / "device")
 
 
 @pytest.fixture

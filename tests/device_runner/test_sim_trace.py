@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -29,22 +28,6 @@ DEVICE_INFO = {"model": "Pixel 8", "manufacturer": "Google", "android_version": 
                "soc": "Tensor G3", "abi": "arm64-v8a", "serial": "127.0.0.1:5555", "simulated": True, "cores": 9}
 NEVER_FITS_MS = 1e-6
 ALWAYS_FITS_MS = 100_000.0
-
-
-class TreeFS:
-    """Stand-in for the sim's file tree: device paths under one host folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def host_path(self, device_path: str) -> Path:
-        assert device_path.startswith("/"), device_path
-        return self.root.joinpath(*[p for p in device_path.split("/") if p])
-
-    def put(self, device_path: str, data: bytes) -> None:
-        path = self.host_path(device_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
 
 
 def matmul_chain(layers: int, width: int = 64, seed: int = 0) -> tuple[bytes, callable]:
@@ -71,7 +54,7 @@ def matmul_chain(layers: int, width: int = 64, seed: int = 0) -> tuple[bytes, ca
     return model.SerializeToString(), fn
 
 
-def put_trace_job(fs: TreeFS, budgets_ms: list[float], *, run_id: str = "trace-1", frames: int | None = None,
+def put_trace_job(fs, budgets_ms: list[float], *, run_id: str = "trace-1", frames: int | None = None,
                   corrupt: str | None = None, **job_changes) -> tuple[str, list[dict]]:
     """Two configurations (full = 24 layers, light = 2 layers) pushed, job written; (job path, configs)."""
     configs = []
@@ -104,11 +87,6 @@ def put_trace_job(fs: TreeFS, budgets_ms: list[float], *, run_id: str = "trace-1
     if corrupt:
         fs.put(next(c["file"] for c in configs if c["name"] == corrupt), b"not the pushed file")
     return f"{ROOT}/job.json", section["configurations"]
-
-
-@pytest.fixture
-def fs(tmp_path) -> TreeFS:
-    return TreeFS(tmp_path / "phone")
 
 
 def _expected(configs: list[dict], budgets: list[float], frames: int) -> list:
