@@ -191,6 +191,13 @@ class ExportedFile:
     tensors: list[dict]
     left_dense: list[tuple[str, str]]
 
+    @classmethod
+    def of(cls, path: Path, format: ExportFormat, mode: ExportMode, tensors: list[dict] | None = None,
+           left_dense: list[tuple[str, str]] | None = None) -> ExportedFile:
+        """Describe a file that is already written: size and sha256 are read from it."""
+        return cls(path, format, mode, path.stat().st_size, sha256_of(path), list(tensors or []),
+                   list(left_dense or []))
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()

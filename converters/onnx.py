@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import ConfigError, ExportError
-from converters.modes import ExportedFile, ExportFormat, ExportMode, parse_mode, sha256_of
+from converters.modes import ExportedFile, ExportFormat, ExportMode, parse_mode
 
 OPSET = 17
 
@@ -593,5 +593,4 @@ def export_onnx(module, example_input, mode: ExportMode | str, palettes: dict | 
         raise ExportError(f"the rewritten ONNX graph for {out_path.name} fails onnx.checker: {err}",
                           next_step="This is a bug in the palette rewrite; report it with --debug output.") from err
     _save(model, out_path)
-    return ExportedFile(path=out_path, format=ExportFormat.ONNX, mode=mode, bytes=out_path.stat().st_size,
-                        sha256=sha256_of(out_path), tensors=stats, left_dense=left)
+    return ExportedFile.of(out_path, ExportFormat.ONNX, mode, stats, left)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.errors import ConfigError, ModelFileError
-from converters.modes import ExportedFile, ExportFormat, ExportMode, parse_mode, sha256_of
+from converters.modes import ExportedFile, ExportFormat, ExportMode, parse_mode
 
 FILE_PREFIXES = ("onnx:", "tflite:")
 
@@ -221,7 +221,7 @@ def palettize_onnx_file(path: Path | str, config, out_path: Path | str, mode: Ex
     out_path = Path(out_path)
     if mode is ExportMode.DENSE:
         shutil.copyfile(path, out_path)
-        return ExportedFile(out_path, ExportFormat.ONNX, mode, out_path.stat().st_size, sha256_of(out_path), [], [])
+        return ExportedFile.of(out_path, ExportFormat.ONNX, mode)
     if (mode is ExportMode.PALETTE_INT8) != bool(config.int8_grid):
         raise ConfigError(f"mode {mode.value} needs int8_grid={mode is ExportMode.PALETTE_INT8} in the palettize config",
                           field="int8_grid")
@@ -245,8 +245,7 @@ def palettize_onnx_file(path: Path | str, config, out_path: Path | str, mode: Ex
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportedFile(out_path, ExportFormat.ONNX, mode, out_path.stat().st_size, sha256_of(out_path), tensors,
-                        sorted(left + skipped))
+    return ExportedFile.of(out_path, ExportFormat.ONNX, mode, tensors, sorted(left + skipped))
 
 
 def onnx_file_bundle(src: FileSource, mode: ExportMode | str, config, out_dir: Path | str, name: str,

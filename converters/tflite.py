@@ -41,7 +41,7 @@ import numpy as np
 
 from converters import tflite_flatbuffer as fb
 from converters.errors import ExportError, ExportVerificationError, PaletteFileError
-from converters.modes import ExportedFile, ExportFormat, ExportMode, parse_mode, sha256_of, target_for
+from converters.modes import ExportedFile, ExportFormat, ExportMode, parse_mode, target_for
 from pipeline.errors import ConfigError
 
 #: Operators whose weight input may come from a decode (the decoded tensor equals the fp32 weight).
@@ -830,15 +830,7 @@ def export_tflite(
         )
 
     _finish(data, out_path, verify)
-    return ExportedFile(
-        path=out_path,
-        format=ExportFormat.TFLITE,
-        mode=mode,
-        bytes=out_path.stat().st_size,
-        sha256=sha256_of(out_path),
-        tensors=tensors,
-        left_dense=sorted(left),
-    )
+    return ExportedFile.of(out_path, ExportFormat.TFLITE, mode, tensors, sorted(left))
 
 
 # -- tflite:<path> sources ---------------------------------------------------------------------
@@ -993,12 +985,4 @@ def palettize_tflite_file(
     _finish(data, out_path, verify)
     for info in tensors:
         info["source_max_abs_diff"] = fidelity  # palettized vs the original dense file, same input
-    return ExportedFile(
-        path=out_path,
-        format=ExportFormat.TFLITE,
-        mode=mode,
-        bytes=out_path.stat().st_size,
-        sha256=sha256_of(out_path),
-        tensors=tensors,
-        left_dense=sorted(left),
-    )
+    return ExportedFile.of(out_path, ExportFormat.TFLITE, mode, tensors, sorted(left))
