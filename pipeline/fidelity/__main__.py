@@ -41,10 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure a per-layer budget at this average bits per weight (codebooks included)")
     p.add_argument("--sensitivity", default="none", choices=["none", "fisher", "activation"],
                    help="weight k-means (and budgets) by this importance estimate")
+    p.add_argument("--assignment", default="nearest", choices=["nearest", "gptq"],
+                   help="nearest centroid, or GPTQ error feedback with a codebook refit (needs calibration)")
+    p.add_argument("--int8-grid", action="store_true",
+                   help="centroids on each output channel's int8 grid (what palette-int8 exports)")
     p.add_argument("--algorithm", default="optimal", choices=["optimal", "lloyd"])
     p.add_argument("--weight-threshold", type=int, default=2048)
     p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs")
-    p.add_argument("--calibration", type=int, default=16, help="calibration inputs for sensitivities")
+    p.add_argument("--calibration", type=int, default=128,
+                   help="calibration inputs for sensitivities and GPTQ (disjoint from the evaluation set)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
@@ -62,9 +67,10 @@ def variants_from_args(args: argparse.Namespace) -> list:
     for k in args.clusters:
         out.append(Variant(Method.PALETTE, clusters=k, granularity=args.granularity,
                            group_size=args.group_size if args.granularity == "per_channel_group" else None,
-                           sensitivity=args.sensitivity))
+                           sensitivity=args.sensitivity, assignment=args.assignment, int8_grid=args.int8_grid))
     if args.target_bits is not None:
-        out.append(Variant(Method.BUDGET, target_bits=args.target_bits, sensitivity=args.sensitivity))
+        out.append(Variant(Method.BUDGET, target_bits=args.target_bits, sensitivity=args.sensitivity,
+                           assignment=args.assignment, int8_grid=args.int8_grid))
     return out
 
 

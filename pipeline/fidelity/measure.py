@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.fidelity.metrics import compare, task_of
-from pipeline.palettize.config import Granularity, PalettizeConfig
+from pipeline.palettize.config import Assignment, Granularity, PalettizeConfig
 from pipeline.palettize.sensitivity import SensitivityMethod
 
 if TYPE_CHECKING:
@@ -50,11 +50,13 @@ class Variant:
     target_bits: float | None = None
     int8_grid: bool = False  # centroids on each output channel's int8 grid (palette-int8 export)
     algorithm: str | None = None  # k-means for this variant ("optimal" | "lloyd"); None: the base config's
+    assignment: Assignment = Assignment.NEAREST
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
         object.__setattr__(self, "granularity", Granularity(self.granularity))
         object.__setattr__(self, "sensitivity", SensitivityMethod(self.sensitivity))
+        object.__setattr__(self, "assignment", Assignment(self.assignment))
         if self.method is Method.PALETTE and self.clusters is None:
             raise ConfigError("a palette variant needs clusters", field="clusters")
         if self.method is Method.BUDGET and (self.target_bits is None or self.target_bits <= 0):
@@ -68,6 +70,7 @@ class Variant:
             return "int8 per-channel"
         sens = "" if self.sensitivity is SensitivityMethod.NONE else f" +{self.sensitivity.value}"
         sens += " int8-grid" if self.int8_grid else ""
+        sens += " gptq" if self.assignment is Assignment.GPTQ else ""
         sens += f" ({self.algorithm})" if self.algorithm else ""
         if self.method is Method.BUDGET:
             return f"budget <={self.target_bits:g} bits{sens}"
@@ -77,11 +80,13 @@ class Variant:
     def palettize_config(self, base: PalettizeConfig) -> PalettizeConfig:
         if self.algorithm is not None:
             base = dataclasses.replace(base, algorithm=self.algorithm)
+        base = dataclasses.replace(base, sensitivity=self.sensitivity, assignment=self.assignment,
+                                   int8_grid=self.int8_grid)
         if self.method is Method.BUDGET:
             return dataclasses.replace(base, granularity=Granularity.PER_TENSOR, group_size=None,
-                                       int8_grid=self.int8_grid)
+                                       target_bits=float(self.target_bits))
         return dataclasses.replace(base, clusters=int(self.clusters), granularity=self.granularity,
-                                   group_size=self.group_size, int8_grid=self.int8_grid)
+                                   group_size=self.group_size, target_bits=None)
 
 
 def predict(module: Any, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -160,7 +165,7 @@ def run_fidelity(
     """Measure every variant on ``data``; returns (task, rows). Sensitivities are estimated once
     per method on the calibration batch and shared between variants."""
     from pipeline.palettize.apply import bits_per_weight, palettize
-    from pipeline.palettize.budget import BudgetConfig, plan_budget
+    from pipeline.palettize.gptq import collect_hessians
     from pipeline.palettize.sensitivity import OutputKind, estimate_sensitivity
 
     base = PalettizeConfig() if base is None else base
@@ -176,6 +181,7 @@ def run_fidelity(
                           next_step="Lower --weight-threshold or widen the module types.")
     kind = OutputKind.CLASSIFIER if task == "classifier" else OutputKind.DENSE
     sens_cache: dict[SensitivityMethod, dict[str, np.ndarray]] = {}
+    hessians: dict[str, Any] = {}
 
     def sensitivities(method: SensitivityMethod) -> dict[str, np.ndarray] | None:
         if method is SensitivityMethod.NONE:
@@ -188,6 +194,16 @@ def run_fidelity(
                 f"{time.perf_counter() - t:.1f} s")
         return sens_cache[method]
 
+    def statistics(v: Variant) -> dict[str, Any] | None:
+        if v.assignment is not Assignment.GPTQ:
+            return None
+        if not hessians:
+            t = time.perf_counter()
+            hessians.update(collect_hessians(module, data.calibration, list(weights)))
+            say(f"GPTQ statistics from {len(data.calibration)} calibration inputs in "
+                f"{time.perf_counter() - t:.1f} s")
+        return hessians
+
     rows: list[Row] = []
     for v in variants:
         t = time.perf_counter()
@@ -198,16 +214,11 @@ def run_fidelity(
             model, bpw = int8_per_channel(module, list(weights))
             out = predict(model, data.x)
         else:
-            sens = sensitivities(v.sensitivity)
-            config = v.palettize_config(base)
-            if v.method is Method.BUDGET:
-                budget = plan_budget(weights, sens, BudgetConfig(target_bits=float(v.target_bits),
-                                                                  int8_grid=v.int8_grid),
-                                     fisher=v.sensitivity is SensitivityMethod.FISHER)
-                config = budget.apply_to(config)
-                hist = budget.histogram()
+            result = palettize(module, v.palettize_config(base), calibration=data.calibration,
+                               sample_weights=sensitivities(v.sensitivity), hessians=statistics(v))
+            if result.budget is not None:
+                hist = result.budget.histogram()
                 notes = ", ".join(f"{k}:{n}" for k, n in sorted(hist.items(), key=lambda kv: -kv[1])[:4])
-            result = palettize(module, config, sample_weights=sens)
             bpw = bits_per_weight(result.palettes)
             out = predict(result.model, data.x)
         metrics = compare(ref, out, task, data.y)

@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algorithm", help="optimal (exact 1-D k-means, default) | lloyd")
     p.add_argument("--int8-grid", action="store_true", default=None,
                    help="centroids on each output channel's symmetric int8 grid (for palette-int8 export)")
+    p.add_argument("--sensitivity", help="weight k-means by an importance estimate from calibration inputs: "
+                   "none (default) | fisher | activation")
+    p.add_argument("--assignment", help="nearest (default) | gptq: assign columns with error feedback and refit "
+                   "the codebook on calibration inputs")
+    p.add_argument("--target-bits", type=float, help="choose clusters and codebook granularity per layer under "
+                   "this average bits per weight, codebooks included (e.g. 6)")
+    p.add_argument("--data", default="auto", help="calibration inputs for --sensitivity / --assignment gptq: "
+                   "auto | default | images | sentences | random | file:PATH (default auto)")
+    p.add_argument("--calibration", type=int, default=128, help="calibration inputs to use (default 128)")
     p.add_argument("--weight-threshold", type=int, help="tensors with fewer elements stay dense (default 2048)")
     p.add_argument("--module-types", help="comma-separated module class names (default Linear,Conv2d)")
     p.add_argument("--include", action="append", help="regex of parameter names to cluster (repeatable)")
@@ -70,7 +79,8 @@ def resolve_config(args: argparse.Namespace):
         "clusters": args.clusters, "granularity": args.granularity, "group_size": args.group_size,
         "init": args.init, "algorithm": args.algorithm, "int8_grid": args.int8_grid,
         "weight_threshold": args.weight_threshold, "include": args.include, "exclude": args.exclude,
-        "seed": args.seed,
+        "seed": args.seed, "sensitivity": args.sensitivity, "assignment": args.assignment,
+        "target_bits": args.target_bits,
         "module_types": [t.strip() for t in args.module_types.split(",") if t.strip()]
         if args.module_types else None,
     }
@@ -196,7 +206,8 @@ def write_outputs(out: Path, existed: bool, palettes, config, report_doc: dict) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag, value in (("--eval-batch", args.eval_batch), ("--eval-samples", args.eval_samples)):
+    for flag, value in (("--eval-batch", args.eval_batch), ("--eval-samples", args.eval_samples),
+                        ("--calibration", args.calibration)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer (got {value})",
                               next_step=f"Give {flag} a number >= 1.")
@@ -212,10 +223,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console() if is_interactive() else Console(width=150)  # logs: no wrapped columns
     loaded = load_model(args.model, allow_pickle=args.allow_pickle, input_shape=args.input_shape)
+    calibration = None
+    if config.needs_calibration:
+        from pipeline.fidelity.data import load_data
+
+        data = load_data(args.data, loaded, calibration=args.calibration)
+        calibration = data.calibration
+        console.print(f"calibration: {len(calibration)} inputs from --data {data.name}")
     t_load = time.perf_counter()
     progress, stop = _progress_bar()
     try:
-        result = palettize(loaded.module, config, progress=progress)
+        result = palettize(loaded.module, config, calibration=calibration, progress=progress)
     finally:
         stop()
     t_pal = time.perf_counter()
@@ -240,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": {"source": loaded.source, "name": loaded.name, "input_shape": list(loaded.input_shape),
                   "num_classes": loaded.num_classes},
         "config": config.to_dict(),
+        "budget": None if result.budget is None else result.budget.to_dict(),
         "accuracy": accuracy,
         "fidelity": fidelity,
         "bits_per_weight": bits_per_weight(result.palettes),
@@ -249,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timings_s": {"load": t_load - t0, "palettize": t_pal - t_load, "evaluate": t_eval - t_pal},
         "files": {"palettes": PALETTES_FILE},
     }
-    write_outputs(out, existed, result.palettes, config, doc)
+    write_outputs(out, existed, result.palettes, result.config or config, doc)
     console.print(f"wrote {out / PALETTES_FILE} and {out / REPORT_FILE}")
     return 0
 

@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError, InternalError, NothingToDoError
-from pipeline.palettize.config import Algorithm, Granularity, PalettizeConfig
+from pipeline.palettize.config import Algorithm, Assignment, Granularity, PalettizeConfig, Sensitivity
 from pipeline.palettize.kmeans1d import kmeans_1d_many
 from pipeline.palettize.palette import Palette
 from pipeline.palettize.report import Report, TensorReport
 
 if TYPE_CHECKING:
     import torch
+
+    from pipeline.palettize.budget import Budget
+    from pipeline.palettize.gptq import LayerHessian
 
 #: progress(tensor_name, done, total); the CLI draws a bar with it, the library never does
 Progress = Callable[[str, int, int], None]
@@ -37,7 +40,8 @@ class PalettizeResult:
     model: Any  # torch.nn.Module: a copy of the input with decoded weights
     report: Report
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    config: PalettizeConfig | None = None
+    config: PalettizeConfig | None = None  # as applied: a ``target_bits`` budget shows as overrides
+    budget: Budget | None = None
 
 
 _HANDLERS: dict[type, Callable[..., PalettizeResult]] = {}
@@ -62,13 +66,19 @@ def palettize(
     model: torch.nn.Module,
     config: PalettizeConfig | None = None,
     *,
+    calibration: Any = None,
     sample_weights: dict[str, np.ndarray] | None = None,
+    hessians: dict[str, LayerHessian] | None = None,
     progress: Progress | None = None,
 ) -> PalettizeResult:
     """Palettize ``model`` as ``config`` says (default: `PalettizeConfig()`).
 
+    ``calibration``: a batch of model inputs (batch first), needed when the config asks for a
+    ``sensitivity``, ``gptq`` assignment, or a sensitivity-weighted ``target_bits`` budget.
     ``sample_weights`` optionally maps a parameter name to a non-negative array of the weight's
-    shape: the k-means then minimises the *weighted* squared error (sensitivity weighting).
+    shape: the k-means then minimises the *weighted* squared error (replaces the estimate that
+    ``config.sensitivity`` would make). ``hessians``: precomputed `collect_hessians` statistics
+    for GPTQ (callers that palettize one model several times compute them once).
     """
     config = PalettizeConfig() if config is None else config
     handler = _HANDLERS.get(type(config))
@@ -78,7 +88,8 @@ def palettize(
             f"no palettizer handles configs of type {type(config).__name__}; known types: {known}",
             next_step="Pass one of those config types.",
         )
-    return handler(model, config, sample_weights=sample_weights, progress=progress)
+    return handler(model, config, calibration=calibration, sample_weights=sample_weights, hessians=hessians,
+                   progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -275,12 +286,69 @@ def _palettize_kmeans(
     model: torch.nn.Module,
     config: PalettizeConfig,
     *,
+    calibration: Any = None,
     sample_weights: dict[str, np.ndarray] | None = None,
+    hessians: dict[str, LayerHessian] | None = None,
     progress: Progress | None = None,
 ) -> PalettizeResult:
     import torch
 
     t_start = time.perf_counter()
+    work, skipped = _work(model, config)
+    unknown = sorted(set(sample_weights or {}) - {n for n, _, _ in work})
+    if unknown:
+        raise ConfigError(
+            f"sample weights given for tensors that are not clustered: {', '.join(unknown[:5])}",
+            next_step="Key sample weights by the clustered parameter names.",
+        )
+    sens, hess = _calibration_statistics(model, config, work, calibration, sample_weights, hessians)
+    budget = None
+    applied = config
+    if config.target_bits is not None:
+        from pipeline.palettize.budget import BudgetConfig, plan_budget
+
+        dense_weights = {n: p.detach().to(device="cpu", dtype=torch.float32).numpy() for n, p, _ in work}
+        budget = plan_budget(dense_weights, sens or None,
+                             BudgetConfig(target_bits=config.target_bits, int8_grid=config.int8_grid),
+                             fisher=config.sensitivity is Sensitivity.FISHER)
+        applied = budget.apply_to(config)
+        work = [(n, p, applied.resolve(n) or r) for n, p, r in work]
+    palettes: dict[str, Palette] = {}
+    rows: list[TensorReport] = []
+    new_model = copy.deepcopy(model)
+    targets = dict(new_model.named_parameters(remove_duplicate=False))
+    for i, (name, param, resolved) in enumerate(work):
+        if progress:
+            progress(name, i, len(work))
+        t0 = time.perf_counter()
+        dense = param.detach().to(device="cpu", dtype=torch.float32).numpy()
+        sw = sens.get(name)
+        if resolved.assignment is Assignment.GPTQ:
+            if sw is None:  # GPTQ's own statistics weight the k-means: E[x**2] of each input
+                sw = hess[name].diagonal_importance(dense.shape)
+            pal = palettize_array(name, dense, resolved, sw)
+            pal = _compensated(pal, dense, hess[name])
+        else:
+            pal = palettize_array(name, dense, resolved, sw)
+        decoded = pal.decode()
+        palettes[name] = pal
+        rows.append(TensorReport.build(pal, dense, decoded, time.perf_counter() - t0))
+        target = targets[name]
+        with torch.no_grad():
+            target.copy_(torch.from_numpy(decoded).to(dtype=target.dtype, device=target.device))
+    if progress:
+        progress("", len(work), len(work))
+    n_params = sum(p.numel() for p in model.parameters())
+    report = Report(tensors=rows, skipped=skipped, model_params=int(n_params),
+                    seconds=time.perf_counter() - t_start)
+    return PalettizeResult(palettes=palettes, model=new_model, report=report, skipped=skipped, config=applied,
+                           budget=budget)
+
+
+def _work(model: Any, config: PalettizeConfig) -> tuple[list[tuple[str, Any, PalettizeConfig]], list]:
+    """(name, parameter, resolved config) of every tensor to cluster, and (name, why) of the rest."""
+    import torch
+
     chosen, skipped = select_weights(model, config)
     work: list[tuple[str, Any, PalettizeConfig]] = []
     for name, param in chosen:
@@ -301,34 +369,52 @@ def _palettize_kmeans(
             f"nothing to palettize in this model ({why})",
             next_step="Lower weight_threshold, widen module_types, or change include/exclude.",
         )
-    unknown = sorted(set(sample_weights or {}) - {n for n, _, _ in work})
-    if unknown:
+    return work, skipped
+
+
+def _calibration_statistics(
+    model: Any, config: PalettizeConfig, work: list, calibration: Any,
+    sample_weights: dict[str, np.ndarray] | None, hessians: dict[str, LayerHessian] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, LayerHessian]]:
+    """Sensitivities (given, or estimated as ``config.sensitivity`` says) and GPTQ statistics for
+    the layers that use GPTQ; a clear error when calibration inputs are needed but missing."""
+    names = [n for n, _, _ in work]
+    gptq_names = [n for n, _, r in work if r.assignment is Assignment.GPTQ]
+    sens = dict(sample_weights or {})
+    estimate = config.sensitivity is not Sensitivity.NONE and not sens
+    need_h = [n for n in gptq_names if n not in (hessians or {})]
+    if (estimate or need_h) and calibration is None:
+        wants = []
+        if estimate:
+            wants.append(f"sensitivity {config.sensitivity.value!r}")
+        if need_h:
+            wants.append("assignment 'gptq'")
         raise ConfigError(
-            f"sample weights given for tensors that are not clustered: {', '.join(unknown[:5])}",
-            next_step="Key sample weights by the clustered parameter names.",
+            f"{' and '.join(wants)} need calibration inputs, and none were given",
+            next_step="Pass calibration= a batch of model inputs (CLI: --data default|images|sentences|"
+            "file:PATH), or set sensitivity none and assignment nearest.",
+            field="sensitivity" if estimate else "assignment",
         )
-    palettes: dict[str, Palette] = {}
-    rows: list[TensorReport] = []
-    new_model = copy.deepcopy(model)
-    targets = dict(new_model.named_parameters(remove_duplicate=False))
-    for i, (name, param, resolved) in enumerate(work):
-        if progress:
-            progress(name, i, len(work))
-        t0 = time.perf_counter()
-        dense = param.detach().to(device="cpu", dtype=torch.float32).numpy()
-        pal = palettize_array(name, dense, resolved, (sample_weights or {}).get(name))
-        decoded = pal.decode()
-        palettes[name] = pal
-        rows.append(TensorReport.build(pal, dense, decoded, time.perf_counter() - t0))
-        target = targets[name]
-        with torch.no_grad():
-            target.copy_(torch.from_numpy(decoded).to(dtype=target.dtype, device=target.device))
-    if progress:
-        progress("", len(work), len(work))
-    n_params = sum(p.numel() for p in model.parameters())
-    report = Report(tensors=rows, skipped=skipped, model_params=int(n_params),
-                    seconds=time.perf_counter() - t_start)
-    return PalettizeResult(palettes=palettes, model=new_model, report=report, skipped=skipped, config=config)
+    if estimate:
+        from pipeline.palettize.sensitivity import estimate_sensitivity
+
+        sens = estimate_sensitivity(model, calibration, names, method=config.sensitivity)
+    hess = dict(hessians or {})
+    if need_h:
+        from pipeline.palettize.gptq import collect_hessians
+
+        hess.update(collect_hessians(model, calibration, need_h))
+    return sens, hess
+
+
+def _compensated(pal: Palette, dense: np.ndarray, hessian: LayerHessian) -> Palette:
+    """``pal`` with GPTQ-assigned indices and a refit codebook (integers kept on the int8 grid)."""
+    from pipeline.palettize.gptq import compensate
+
+    snap = (lambda c: np.clip(np.rint(c), -127, 127)) if pal.int8_grid else None
+    codebook, labels, _ = compensate(dense, hessian, pal.codebook, pal.group_of_channel(), pal.scale, snap=snap)
+    return Palette(name=pal.name, shape=pal.shape, codebook=codebook.astype(np.float32),
+                   indices=labels.astype(np.uint8), group_size=pal.group_size, scale=pal.scale)
 
 
 def bits_per_weight(palettes: dict[str, Palette]) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping
 from enum import Enum
@@ -46,8 +47,23 @@ class Algorithm(str, Enum):  # noqa: UP042
     LLOYD = "lloyd"  # Lloyd's iteration from `init` (what most tools do)
 
 
+class Sensitivity(str, Enum):  # noqa: UP042
+    """Per-value k-means weights estimated on calibration inputs (`pipeline.palettize.sensitivity`)."""
+
+    NONE = "none"
+    FISHER = "fisher"  # diagonal Fisher information of the output
+    ACTIVATION = "activation"  # E[x**2] of the input each weight multiplies
+
+
+class Assignment(str, Enum):  # noqa: UP042
+    """How weights pick their centroid once the codebook is made."""
+
+    NEAREST = "nearest"  # each value its nearest centroid
+    GPTQ = "gptq"  # column by column with error feedback, then a codebook refit (`palettize.gptq`)
+
+
 #: fields an entry of ``overrides`` may change for the layers its pattern matches
-OVERRIDABLE = ("clusters", "granularity", "group_size", "init", "algorithm", "int8_grid")
+OVERRIDABLE = ("clusters", "granularity", "group_size", "init", "algorithm", "int8_grid", "assignment")
 
 
 def _allowed(enum: type[Enum]) -> str:
@@ -120,7 +136,18 @@ class PalettizeConfig:
     exclude: tuple[str, ...] | None = None
     int8_grid: bool = False
     seed: int = 0
+    sensitivity: Sensitivity = Sensitivity.NONE
+    assignment: Assignment = Assignment.NEAREST
+    target_bits: float | None = None  # per-layer cluster budget under this average (codebooks in)
     overrides: tuple[tuple[str, tuple[tuple[str, Any], ...] | None], ...] = ()
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether palettizing with this config needs calibration inputs (a layer override may
+        also ask for GPTQ; `palettize` checks that per layer)."""
+        return self.sensitivity is not Sensitivity.NONE or self.assignment is Assignment.GPTQ or any(
+            s is not None and dict(s).get("assignment") in (Assignment.GPTQ, Assignment.GPTQ.value)
+            for _, s in self.overrides)
 
     def __post_init__(self) -> None:
         put = object.__setattr__
@@ -128,6 +155,18 @@ class PalettizeConfig:
         put(self, "granularity", _enum("granularity", Granularity, self.granularity))
         put(self, "init", _enum("init", Init, self.init))
         put(self, "algorithm", _enum("algorithm", Algorithm, self.algorithm))
+        put(self, "sensitivity", _enum("sensitivity", Sensitivity, self.sensitivity))
+        put(self, "assignment", _enum("assignment", Assignment, self.assignment))
+        t = self.target_bits
+        if t is not None:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 1 <= t <= 16:
+                raise ConfigError(
+                    f"target_bits must be an average number of bits per weight from 1 to 16 (got {t!r})",
+                    next_step="Set target_bits to e.g. 6, or leave it unset for one cluster count everywhere.",
+                    field="target_bits",
+                    value=t,
+                )
+            put(self, "target_bits", float(t))
         if self.granularity is Granularity.PER_CHANNEL_GROUP:
             if self.group_size is None:
                 raise ConfigError(

@@ -31,15 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ConfigError, DataError
+from pipeline.palettize.config import Sensitivity
 
 if TYPE_CHECKING:
     import torch
 
 
-class SensitivityMethod(str, Enum):  # noqa: UP042 - str enums by house style
-    NONE = "none"
-    FISHER = "fisher"
-    ACTIVATION = "activation"
+#: the methods, defined beside `PalettizeConfig` (which names one in its ``sensitivity`` field)
+SensitivityMethod = Sensitivity
 
 
 class OutputKind(str, Enum):  # noqa: UP042

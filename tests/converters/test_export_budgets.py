@@ -7,6 +7,7 @@ from layer to layer; `export_bundle` checks the file against the palettized PyTo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from pipeline.palettize.budget import BudgetConfig, plan_budget
 
 @pytest.fixture(scope="module")
 def budgeted(request) -> dict:
+    from pipeline.data import load_default_dataset
     from pipeline.fidelity.measure import clustered_weights
     from pipeline.sources import load_model
 
@@ -31,7 +33,10 @@ def budgeted(request) -> dict:
         # three cluster counts (so k differs between layers)
         budget = plan_budget(weights, None, BudgetConfig(target_bits=5.0, clusters=(8, 32, 128),
                                                          group_sizes=(8,), int8_grid=int8_grid))
-        result = palettize(loaded.module, budget.apply_to(base))
+        # GPTQ assignment with codebook refit: its codebooks need not stay sorted, and on the int8
+        # grid they are snapped back to integers; the exporters must carry them all the same
+        gptq = dataclasses.replace(budget.apply_to(base), assignment="gptq")
+        result = palettize(loaded.module, gptq, calibration=load_default_dataset("train")[0][:32])
         out[int8_grid] = (loaded, budget, result)
     return out
 
@@ -46,6 +51,7 @@ def test_grouped_budgeted_palettes_export_and_verify(budgeted, fmt: str, mode: s
     assert len(ks) >= 2, f"the budget should mix cluster counts, got {ks}"
     assert grouped, "the budget should choose at least one grouped codebook"
     assert bits_per_weight(result.palettes) <= 5.0
+    assert result.config.assignment.value == "gptq"
     x = loaded.example_input(batch=1, seed=3)
     bundle = export_bundle(loaded.module, x, fmt, mode, result.palettes, tmp_path, source_model="default",
                            palettize_config=result.config.to_dict())
