@@ -1,7 +1,7 @@
 """Fidelity table: per-tensor, grouped and sensitivity-budgeted palettes next to int8 per-channel.
 
     .venv/bin/python -m benchmarks.bench_fidelity [--model efficientnet_lite0] [--data auto]
-        [--clusters 16,32,64,128] [--group-size 16] [--sensitivity fisher] [--samples 200]
+        [--clusters 16,32,64,128] [--group-size 16] [--sensitivity fisher] [--no-gptq] [--samples N]
         [--json out.json]
 
 For each cluster count k, in ONE run on the same inputs: a per-tensor palette with k clusters, a
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grouped-algorithm", default="lloyd", choices=["optimal", "lloyd"],
                    help="k-means for the fixed-k grouped palettes (the exact DP over many small groups "
                    "takes minutes per model)")
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--calibration", type=int, default=16)
+    p.add_argument("--no-gptq", action="store_true", help="leave out the GPTQ budget rows (faster)")
+    p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs (default all)")
+    p.add_argument("--calibration", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(Variant(Method.PALETTE, clusters=k, granularity="per_channel_group",
                                 group_size=args.group_size, algorithm=args.grouped_algorithm))
         variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=args.sensitivity))
+        if not args.no_gptq:
+            variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=args.sensitivity,
+                                    assignment="gptq", int8_grid=True))
     loaded = _load(args.model, False)
     data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration)
     print(f"# bench_fidelity  host: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "

@@ -4,7 +4,8 @@ Prints one row per configuration: bits per weight (codebooks included), output a
 dense model (top-1/top-5 for classifiers, cosine and nearest-neighbour agreement for encoders,
 correlation for other outputs) and accuracy where the data is labelled. The dense model and int8
 per-channel (round to nearest) are always measured as references; then a palette with
-``--clusters`` at ``--granularity``, and, with ``--target-bits``, a budgeted palette. ``--json``
+``--clusters`` at ``--granularity``, and, with ``--target-bits``, a budgeted palette; all of them
+with ``--sensitivity``-weighted k-means, ``--assignment gptq`` and ``--int8-grid`` as asked. ``--json``
 writes every number to a file (temp name + rename).
 """
 
@@ -116,11 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(source: str, allow_pickle: bool):
-    """Packaged pretrained sources first, then every other form `pipeline.sources` knows."""
-    from pipeline.sources_pretrained import is_pretrained_source, load_pretrained
-
-    if is_pretrained_source(source):
-        return load_pretrained(source)
+    """Any model source `pipeline.sources` knows (packaged pretrained ones included)."""
     from pipeline.sources import load_model
 
     return load_model(source, allow_pickle=allow_pickle)

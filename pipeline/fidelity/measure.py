@@ -165,7 +165,6 @@ def run_fidelity(
     """Measure every variant on ``data``; returns (task, rows). Sensitivities are estimated once
     per method on the calibration batch and shared between variants."""
     from pipeline.palettize.apply import bits_per_weight, palettize
-    from pipeline.palettize.gptq import collect_hessians
     from pipeline.palettize.sensitivity import OutputKind, estimate_sensitivity
 
     base = PalettizeConfig() if base is None else base
@@ -181,7 +180,6 @@ def run_fidelity(
                           next_step="Lower --weight-threshold or widen the module types.")
     kind = OutputKind.CLASSIFIER if task == "classifier" else OutputKind.DENSE
     sens_cache: dict[SensitivityMethod, dict[str, np.ndarray]] = {}
-    hessians: dict[str, Any] = {}
 
     def sensitivities(method: SensitivityMethod) -> dict[str, np.ndarray] | None:
         if method is SensitivityMethod.NONE:
@@ -194,16 +192,6 @@ def run_fidelity(
                 f"{time.perf_counter() - t:.1f} s")
         return sens_cache[method]
 
-    def statistics(v: Variant) -> dict[str, Any] | None:
-        if v.assignment is not Assignment.GPTQ:
-            return None
-        if not hessians:
-            t = time.perf_counter()
-            hessians.update(collect_hessians(module, data.calibration, list(weights)))
-            say(f"GPTQ statistics from {len(data.calibration)} calibration inputs in "
-                f"{time.perf_counter() - t:.1f} s")
-        return hessians
-
     rows: list[Row] = []
     for v in variants:
         t = time.perf_counter()
@@ -215,7 +203,7 @@ def run_fidelity(
             out = predict(model, data.x)
         else:
             result = palettize(module, v.palettize_config(base), calibration=data.calibration,
-                               sample_weights=sensitivities(v.sensitivity), hessians=statistics(v))
+                               sample_weights=sensitivities(v.sensitivity))
             if result.budget is not None:
                 hist = result.budget.histogram()
                 notes = ", ".join(f"{k}:{n}" for k, n in sorted(hist.items(), key=lambda kv: -kv[1])[:4])

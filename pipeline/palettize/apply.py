@@ -317,6 +317,14 @@ def _palettize_kmeans(
     rows: list[TensorReport] = []
     new_model = copy.deepcopy(model)
     targets = dict(new_model.named_parameters(remove_duplicate=False))
+    pending = [n for n, _, r in work if r.assignment is Assignment.GPTQ and n not in hess]
+    if pending:  # sequential GPTQ: later layers see the outputs of the already palettized ones
+        from pipeline.palettize.gptq import SEQUENTIAL_PASSES, forward_order
+
+        rank = {n: i for i, n in enumerate(forward_order(model, calibration, [n for n, _, _ in work]))}
+        work.sort(key=lambda item: rank[item[0]])
+        pending.sort(key=lambda n: rank[n])
+        chunk = math.ceil(len(pending) / SEQUENTIAL_PASSES)
     for i, (name, param, resolved) in enumerate(work):
         if progress:
             progress(name, i, len(work))
@@ -324,6 +332,11 @@ def _palettize_kmeans(
         dense = param.detach().to(device="cpu", dtype=torch.float32).numpy()
         sw = sens.get(name)
         if resolved.assignment is Assignment.GPTQ:
+            if name not in hess:
+                from pipeline.palettize.gptq import collect_hessians
+
+                names = pending[pending.index(name):][:chunk]
+                hess.update(collect_hessians(new_model, calibration, names))
             if sw is None:  # GPTQ's own statistics weight the k-means: E[x**2] of each input
                 sw = hess[name].diagonal_importance(dense.shape)
             pal = palettize_array(name, dense, resolved, sw)
@@ -399,12 +412,7 @@ def _calibration_statistics(
         from pipeline.palettize.sensitivity import estimate_sensitivity
 
         sens = estimate_sensitivity(model, calibration, names, method=config.sensitivity)
-    hess = dict(hessians or {})
-    if need_h:
-        from pipeline.palettize.gptq import collect_hessians
-
-        hess.update(collect_hessians(model, calibration, need_h))
-    return sens, hess
+    return sens, dict(hessians or {})
 
 
 def _compensated(pal: Palette, dense: np.ndarray, hessian: LayerHessian) -> Palette:

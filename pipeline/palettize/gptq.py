@@ -38,6 +38,9 @@ DAMP = 0.01
 BLOCK = 128
 #: conjugate-gradient steps of one codebook refit
 CG_STEPS = 30
+#: calibration passes of sequential GPTQ: layers are palettized in forward order, and each pass
+#: gathers the statistics of the next share of them from the partly palettized model
+SEQUENTIAL_PASSES = 4
 
 
 @dataclass
@@ -164,6 +167,30 @@ def collect_hessians(
                             next_step="Check the calibration inputs for NaN/inf.")
         out[name] = LayerHessian(h=h, samples=counts[name])
     return out
+
+
+def forward_order(model: torch.nn.Module, inputs: Any, names: Iterable[str]) -> list[str]:
+    """``names`` (``<module>.weight``) in the order their modules first run on one input; names
+    whose module never runs come last, in the given order."""
+    import torch
+
+    names = list(names)
+    modules = dict(model.named_modules())
+    seen: list[str] = []
+    handles = []
+    for name in names:
+        module = modules.get(name.rsplit(".", 1)[0] if "." in name else "")
+        if module is not None:
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, _a, name=name: seen.append(name) if name not in seen else None))
+    x = inputs if isinstance(inputs, torch.Tensor) else torch.from_numpy(np.array(inputs))
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return seen + [n for n in names if n not in seen]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -68,9 +68,35 @@ def test_yaml_config_and_flags_combine(tmp_path: Path, capsys, default_model) ->
         assert pal.int8_grid and pal.max_distinct_per_group() <= 8
 
 
+def test_budget_sensitivity_and_gptq_from_the_command_line(tmp_path: Path, capsys, default_model) -> None:
+    out_dir = tmp_path / "o"
+    code, stdout, stderr = run(["--target-bits", "4", "--sensitivity", "activation", "--assignment", "gptq",
+                                "--int8-grid", "--calibration", "16", "--eval-samples", "200",
+                                "--out", str(out_dir)], capsys)
+    assert code == 0, stderr
+    assert "calibration: 16 inputs from --data default" in stdout
+    report = json.loads((out_dir / "report.json").read_text())
+    cfg = report["config"]
+    assert (cfg["target_bits"], cfg["sensitivity"], cfg["assignment"]) == (4.0, "activation", "gptq")
+    assert report["bits_per_weight"] <= 4.0 and report["budget"]["bits_per_weight"] == report["bits_per_weight"]
+    assert set(report["budget"]["layers"]) == {t["name"] for t in report["tensors"]}
+    # the saved config says per layer what the budget chose, so the file rebuilds the same palettes
+    saved = load_palette_config(out_dir / "palettes.safetensors")
+    palettes = load_palettes(out_dir / "palettes.safetensors")
+    for name, pal in palettes.items():
+        layer = report["budget"]["layers"][name]
+        assert saved.resolve(name).clusters == layer["clusters"] >= pal.max_distinct_per_group()
+        assert pal.int8_grid
+    assert abs(report["accuracy"]["delta"]) <= 0.02
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
+        (["--target-bits", "0.5"], "target_bits must be an average number of bits per weight"),
+        (["--assignment", "round"], "assignment must be one of"),
+        (["--sensitivity", "gptq"], "sensitivity must be one of"),
+        (["--assignment", "gptq", "--data", "file:/no/such.npy"], "cannot read data file"),
         (["--clusters", "300"], "clusters must be an integer from 2 to 256"),
         (["--clusters", "1"], "clusters must be an integer from 2 to 256"),
         (["--granularity", "per_channel_group"], "group_size is required"),
