@@ -13,6 +13,8 @@ _EXPORTS = {
     "Granularity": "pipeline.palettize.config",
     "Init": "pipeline.palettize.config",
     "Algorithm": "pipeline.palettize.config",
+    "Sensitivity": "pipeline.palettize.config",
+    "Assignment": "pipeline.palettize.config",
     "Palette": "pipeline.palettize.palette",
     "save_palettes": "pipeline.palettize.palette",
     "load_palettes": "pipeline.palettize.palette",
@@ -40,7 +42,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs only
         register_handler,
         select_weights,
     )
-    from pipeline.palettize.config import Algorithm, Granularity, Init, PalettizeConfig  # noqa: F401
+    from pipeline.palettize.config import (  # noqa: F401
+        Algorithm,
+        Assignment,
+        Granularity,
+        Init,
+        PalettizeConfig,
+        Sensitivity,
+    )
     from pipeline.palettize.kmeans1d import kmeans_1d, kmeans_1d_many  # noqa: F401
     from pipeline.palettize.palette import (  # noqa: F401
         Palette,

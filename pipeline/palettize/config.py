@@ -9,6 +9,12 @@ Selection is layered (STYLE.md item 3): the global settings apply to every weigh
 module types; ``include``/``exclude`` regexes narrow that down; ``overrides`` then maps a regex to
 per-layer changes (``{"clusters": 128}``) or to ``None`` ("leave this layer dense"). The first
 override whose pattern matches a parameter name wins.
+
+Fidelity settings (they need calibration inputs, passed to `palettize`): ``sensitivity`` weights
+every value in the k-means by an importance estimate; ``assignment="gptq"`` picks centroids with
+error feedback and refits the codebook (`pipeline.palettize.gptq`); ``target_bits`` replaces the
+single cluster count by a per-layer budget (`pipeline.palettize.budget`), which `palettize` turns
+into exact-name ``overrides`` of the config it returns, so a saved config rebuilds the same layout.
 """
 
 from __future__ import annotations

@@ -96,6 +96,18 @@ def _conv_input_patches(module: Any, inp: torch.Tensor, out: torch.Tensor) -> to
     return cols
 
 
+def calibration_row(model: Any, x: torch.Tensor, i: int) -> torch.Tensor:
+    """Row ``i`` of a calibration batch, as a batch of one. Token-id rows of a model that declares
+    its ``pad_id`` lose their trailing padding, so statistics come from real tokens only."""
+    row = x[i:i + 1]
+    pad = getattr(model, "pad_id", None)
+    if isinstance(pad, int) and row.ndim == 2 and not row.is_floating_point():
+        real = (row[0] != pad).nonzero()
+        if len(real):
+            row = row[:, : int(real.max()) + 1]
+    return row
+
+
 def collect_hessians(
     model: torch.nn.Module,
     inputs: Any,
@@ -149,7 +161,7 @@ def collect_hessians(
     try:
         with torch.no_grad():
             for i in range(len(x)):
-                model(x[i:i + 1])
+                model(calibration_row(model, x, i))
                 if progress:
                     progress(i + 1, len(x))
     finally:

@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.palettize.config import Sensitivity
+from pipeline.palettize.gptq import calibration_row
 
 if TYPE_CHECKING:
     import torch
@@ -168,7 +169,7 @@ def _fisher(model, x, params: dict, kind: OutputKind, projections: int, seed: in
     done = 0
     try:
         for i in range(len(x)):
-            row = x[i:i + 1]
+            row = calibration_row(model, x, i)
             for _ in range(projections):
                 out = first_tensor(model(row)).float()
                 is_classifier = kind is OutputKind.CLASSIFIER or (
@@ -256,7 +257,7 @@ def _activation(model, x, names: list[str], progress) -> dict:
     try:
         with torch.no_grad():
             for i in range(len(x)):
-                model(x[i:i + 1])
+                model(calibration_row(model, x, i))
                 if progress:
                     progress(i + 1, len(x))
     finally:

@@ -149,3 +149,17 @@ def test_budget_and_gptq_through_palettize() -> None:
     assert torch.nn.functional.cosine_similarity(ref, got, dim=1).min() > 0.99
     for name, pal in result.palettes.items():  # the model carries exactly the decoded palettes
         np.testing.assert_array_equal(dict(result.model.named_parameters())[name].detach().numpy(), pal.decode())
+
+
+def test_calibration_rows_drop_trailing_padding_only_for_token_models() -> None:
+    from pipeline.palettize.gptq import calibration_row
+
+    class Tokens(torch.nn.Module):
+        pad_id = 0
+
+    ids = torch.tensor([[5, 0, 3, 0, 0], [0, 0, 0, 0, 0]])
+    assert calibration_row(Tokens(), ids, 0).tolist() == [[5, 0, 3]]  # inner padding stays
+    assert calibration_row(Tokens(), ids, 1).shape == (1, 5)  # all padding: left as is
+    assert calibration_row(torch.nn.Linear(5, 2), ids, 0).shape == (1, 5)  # no pad_id: untouched
+    floats = torch.zeros(2, 5)
+    assert calibration_row(Tokens(), floats, 0).shape == (1, 5)
