@@ -1,7 +1,7 @@
 """Fidelity table: per-tensor, grouped and sensitivity-budgeted palettes next to int8 per-channel.
 
     .venv/bin/python -m benchmarks.bench_fidelity [--model efficientnet_lite0] [--data auto]
-        [--clusters 16,32,64,128] [--group-size 16] [--sensitivity fisher] [--no-gptq] [--samples N]
+        [--clusters 16,32,64,128] [--group-size 16] [--sensitivity activation] [--no-gptq] [--samples N]
         [--json out.json]
 
 For each cluster count k, in ONE run on the same inputs: a per-tensor palette with k clusters, a
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="auto")
     p.add_argument("--clusters", default="16,32,64,128")
     p.add_argument("--group-size", type=int, default=16)
-    p.add_argument("--sensitivity", default="fisher", choices=["none", "fisher", "activation"])
+    p.add_argument("--sensitivity", default="activation", choices=["none", "fisher", "activation"])
     p.add_argument("--algorithm", default="optimal", choices=["optimal", "lloyd"],
                    help="k-means for per-tensor and budgeted palettes")
     p.add_argument("--grouped-algorithm", default="lloyd", choices=["optimal", "lloyd"],
