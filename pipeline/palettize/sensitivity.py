@@ -210,73 +210,10 @@ def _looks_like_logits(model, out) -> bool:
 
 
 def _activation(model, x, names: list[str], progress) -> dict:
-    """E[x**2] of the input element each weight value multiplies (forward hooks, no gradients)."""
-    import torch
-    import torch.nn.functional as F
+    """E[x**2] of the input element each weight value multiplies: the diagonal of the layer
+    statistics GPTQ uses (forward passes only, the convolutions' real padding included)."""
+    from pipeline.palettize.gptq import collect_hessians
 
-    owners = {}
-    modules = dict(model.named_modules())
-    for name in names:
-        mod_name = name.rsplit(".", 1)[0] if "." in name else ""
-        module = modules.get(mod_name)
-        if not isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)) or not name.endswith("weight"):
-            raise ConfigError(f"activation sensitivity supports Linear/Conv weights only, not {name}",
-                              next_step="Use --sensitivity fisher for other layer types.")
-        owners[name] = module
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-
-    def make_hook(name: str, module):
-        def hook(_mod, args):
-            inp = args[0].detach().float()
-            if isinstance(module, torch.nn.Linear):
-                flat = inp.reshape(-1, inp.shape[-1])
-                s = (flat.double() ** 2).sum(dim=0)
-                n = flat.shape[0]
-            else:
-                if isinstance(module, torch.nn.Conv1d):
-                    inp = inp.unsqueeze(-2)
-                    ks, st, dl = (1, module.kernel_size[0]), (1, module.stride[0]), (1, module.dilation[0])
-                    pd = (0, module.padding[0]) if isinstance(module.padding, tuple) else 0
-                else:
-                    ks, st, dl = module.kernel_size, module.stride, module.dilation
-                    pd = module.padding if isinstance(module.padding, tuple) else 0
-                if tuple(ks) == (1, 1) and tuple(st) == (1, 1):
-                    s = (inp.double() ** 2).sum(dim=(0, 2, 3))  # (C,)
-                    n = inp.shape[0] * inp.shape[2] * inp.shape[3]
-                else:
-                    cols = F.unfold(inp, ks, dilation=dl, padding=pd, stride=st)  # (N, C*kh*kw, L)
-                    s = (cols.double() ** 2).sum(dim=(0, 2))
-                    n = cols.shape[0] * cols.shape[2]
-            sums[name] = sums.get(name, 0) + s
-            counts[name] = counts.get(name, 0) + n
-
-        return hook
-
-    handles = [m.register_forward_pre_hook(make_hook(n, m)) for n, m in owners.items()]
-    try:
-        with torch.no_grad():
-            for i in range(len(x)):
-                model(calibration_row(model, x, i))
-                if progress:
-                    progress(i + 1, len(x))
-    finally:
-        for h in handles:
-            h.remove()
-    out = {}
-    for name, module in owners.items():
-        w = module.weight
-        if name not in sums:
-            raise DataError(f"the calibration batch never reached {name}",
-                            next_step="Check the model's forward pass, or use --sensitivity fisher.")
-        m2 = (sums[name] / max(counts[name], 1)).numpy()
-        if isinstance(module, torch.nn.Linear):
-            imp = np.broadcast_to(m2[None, :], tuple(w.shape))
-        else:
-            groups = module.groups
-            out_ch = w.shape[0]
-            per_group = m2.reshape(groups, -1)  # (groups, C/groups * kernel elements)
-            rows = per_group[np.arange(out_ch) // (out_ch // groups)]
-            imp = rows.reshape(tuple(w.shape))
-        out[name] = np.array(imp, dtype=np.float64)
-    return out
+    params = dict(model.named_parameters(remove_duplicate=False))
+    stats = collect_hessians(model, x, names, progress=progress)
+    return {n: np.array(stats[n].diagonal_importance(tuple(params[n].shape)), dtype=np.float64) for n in names}
