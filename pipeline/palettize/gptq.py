@@ -276,11 +276,23 @@ def _upper_inverse_factor(h: torch.Tensor) -> torch.Tensor:
                     next_step="Use more calibration inputs, or --assignment nearest.")
 
 
-def _nearest(values: torch.Tensor, mids: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest sorted centroid for every value; ``mids``: (rows, k-1) midpoints."""
+def _midpoints(rows_cb: torch.Tensor) -> torch.Tensor:
+    """(rows, max(k-1, 1)) midpoints between each weight row's sorted centroids (+inf when k=1)."""
     import torch
 
-    return torch.searchsorted(mids, values.reshape(-1, 1).contiguous()).reshape(values.shape)
+    mids = ((rows_cb[..., 1:] + rows_cb[..., :-1]) * 0.5).reshape(-1, rows_cb.shape[-1] - 1)
+    if mids.shape[1] == 0:
+        return torch.full((mids.shape[0], 1), math.inf, dtype=torch.float64)
+    return mids.contiguous()
+
+
+def _nearest(values: torch.Tensor, mids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest sorted centroid for every value; ``values`` (G, R) or (G, R, d),
+    ``mids`` (G*R, k-1) from `_midpoints`."""
+    import torch
+
+    flat = values.reshape(mids.shape[0], -1).contiguous()
+    return torch.searchsorted(mids, flat).reshape(values.shape)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -301,9 +313,7 @@ def gptq_assign(layer: _Layer, codebook: np.ndarray) -> np.ndarray:
     w = torch.gather(layer.w, 2, order[:, None, :].expand(g, r, d)).clone()
     hinv = _upper_inverse_factor(h)
     rows_cb = cb[layer.book_of_row]  # (G, R, k)
-    mids = ((rows_cb[..., 1:] + rows_cb[..., :-1]) * 0.5).reshape(g * r, -1).contiguous()
-    if mids.shape[1] == 0:
-        mids = torch.full((g * r, 1), math.inf, dtype=torch.float64)
+    mids = _midpoints(rows_cb)
     scale = layer.scale
     labels = torch.empty((g, r, d), dtype=torch.int64)
     for i1 in range(0, d, BLOCK):
@@ -329,8 +339,8 @@ def gptq_assign(layer: _Layer, codebook: np.ndarray) -> np.ndarray:
 def refit_codebook(layer: _Layer, codebook: np.ndarray, labels: np.ndarray,
                    steps: int = CG_STEPS) -> np.ndarray:
     """Centroid values that minimise ``tr(E H E^T)`` for fixed ``labels`` (preconditioned CG from
-    ``codebook``); rows stay sorted as long as the optimum keeps their order, else they are
-    re-sorted together with nothing else to do: labels index the returned rows unchanged."""
+    ``codebook``). ``labels`` index the returned rows as they did the input; the rows may come
+    back unsorted, which palettes allow."""
     import torch
 
     cb0 = torch.from_numpy(np.asarray(codebook, dtype=np.float64))
@@ -403,12 +413,7 @@ def compensate(
     layer = _Layer.build(weight, hessian, book_of_row, scale)
     cb = np.sort(np.asarray(codebook, dtype=np.float64), axis=1)
     rows_cb = torch.from_numpy(cb)[layer.book_of_row]
-    mids = ((rows_cb[..., 1:] + rows_cb[..., :-1]) * 0.5).reshape(-1, cb.shape[1] - 1).contiguous()
-    if mids.shape[1]:
-        nearest = torch.stack([_nearest(layer.w[:, :, j] / layer.scale, mids)
-                               for j in range(layer.w.shape[2])], dim=2)
-    else:
-        nearest = torch.zeros(layer.w.shape, dtype=torch.int64)
+    nearest = _nearest(layer.w / layer.scale[..., None], _midpoints(rows_cb))
     best = (layer.error(torch.from_numpy(cb), nearest), cb, nearest.numpy())
     first = best[0]
     for _ in range(max(1, rounds)):
