@@ -36,6 +36,17 @@ if [ "$want_test" = 1 ]; then
   fi
 fi
 
+# torch 2.14.1 with its CUDA libraries and the rest take about 7.5 GB in .venv; stop early with a
+# clear message rather than leave a half-installed environment behind on a full disk.
+NEED_GB=9
+if [ ! -d .venv/lib/python3.11/site-packages/torch ]; then
+  avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ -n "$avail_kb" ] && [ "$avail_kb" -lt $((NEED_GB * 1024 * 1024)) ]; then
+    echo "setup.sh: only $((avail_kb / 1024 / 1024)) GB free on $(df -P . | awk 'NR==2 {print $6}'); the environment needs about $NEED_GB GB. Free some space (old clones, /tmp) and run again." >&2
+    exit 2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
