@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="auto")
     p.add_argument("--clusters", default="16,32,64,128")
     p.add_argument("--group-size", type=int, default=16)
-    p.add_argument("--sensitivity", default="activation", choices=["none", "fisher", "activation"])
+    p.add_argument("--sensitivity", default="activation", choices=["none", "fisher", "activation", "output"])
     p.add_argument("--algorithm", default="optimal", choices=["optimal", "lloyd"],
                    help="k-means for per-tensor and budgeted palettes")
     p.add_argument("--grouped-algorithm", default="lloyd", choices=["optimal", "lloyd"],

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-size", type=int, default=None, help="output channels per codebook (grouped)")
     p.add_argument("--target-bits", type=float, default=None,
                    help="also measure a per-layer budget at this average bits per weight (codebooks included)")
-    p.add_argument("--sensitivity", default="none", choices=["none", "fisher", "activation"],
+    p.add_argument("--sensitivity", default="none", choices=["none", "fisher", "activation", "output"],
                    help="weight k-means (and budgets) by this importance estimate")
     p.add_argument("--assignment", default="nearest", choices=["nearest", "gptq"],
                    help="nearest centroid, or GPTQ error feedback with a codebook refit (needs calibration)")

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-grid", action="store_true", default=None,
                    help="centroids on each output channel's symmetric int8 grid (for palette-int8 export)")
     p.add_argument("--sensitivity", help="weight k-means by an importance estimate from calibration inputs: "
-                   "none (default) | fisher | activation")
+                   "none (default) | fisher | activation | output (activation scaled per layer by the "
+                   "measured output error: the best budgets)")
     p.add_argument("--assignment", help="nearest (default) | gptq: assign columns with error feedback and refit "
                    "the codebook on calibration inputs")
     p.add_argument("--target-bits", type=float, help="choose clusters and codebook granularity per layer under "

@@ -310,7 +310,7 @@ def _palettize_kmeans(
         dense_weights = {n: p.detach().to(device="cpu", dtype=torch.float32).numpy() for n, p, _ in work}
         budget = plan_budget(dense_weights, sens or None,
                              BudgetConfig(target_bits=config.target_bits, int8_grid=config.int8_grid),
-                             fisher=config.sensitivity is Sensitivity.FISHER)
+                             comparable=config.sensitivity in (Sensitivity.FISHER, Sensitivity.OUTPUT))
         applied = budget.apply_to(config)
         work = [(n, p, applied.resolve(n) or r) for n, p, r in work]
     palettes: dict[str, Palette] = {}

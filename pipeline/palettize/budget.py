@@ -16,10 +16,10 @@ convex hull of (bits, error), best error drop per bit first, and finally any lef
 spent on the single upgrade that helps most until none fits. The result turns into
 `PalettizeConfig` overrides, so the palettizer itself (and its export) needs nothing new.
 
-Errors are summed across layers as they are for ``fisher`` sensitivities (an estimate of the loss
-increase, comparable across layers). For ``activation`` or no sensitivity they are first divided
-by the layer's weighted signal ``sum(s * w**2)`` (relative noise at that layer's output), since
-those numbers are not comparable across layers otherwise.
+Errors are summed across layers as they are for ``fisher`` and ``output`` sensitivities (estimates
+of the loss or output change, comparable across layers). For ``activation`` or no sensitivity
+they are first divided by the layer's weighted signal ``sum(s * w**2)`` (relative noise at that
+layer's output), since those numbers are not comparable across layers otherwise.
 """
 
 from __future__ import annotations
@@ -428,18 +428,19 @@ def plan_budget(
     sensitivities: Mapping[str, np.ndarray] | None,
     config: BudgetConfig,
     *,
-    fisher: bool = False,
+    comparable: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Budget:
     """Estimate every option's error per layer and allocate clusters under ``config.target_bits``.
 
     ``weights``: the tensors that will be palettized (name -> array, axis 0 = output channels);
-    ``sensitivities``: per-value importance of the same shapes, or None; ``fisher``: the
-    sensitivities are Fisher estimates (errors summed as is rather than made relative).
+    ``sensitivities``: per-value importance of the same shapes, or None; ``comparable``: the
+    sensitivities are comparable across layers (``fisher`` or ``output``), so errors are summed as
+    they are rather than made relative to each layer's signal.
     """
     if not weights:
         raise ConfigError("no weights to budget", next_step="Check the palettize selection.")
-    relative = (not fisher) if config.relative is None else config.relative
+    relative = (not comparable) if config.relative is None else config.relative
     errs = estimate_errors(weights, sensitivities, config, relative=relative, progress=progress)
     shapes = {n: tuple(np.shape(w)) for n, w in weights.items()}
     choices = allocate(errs, shapes, config.target_bits, int8_grid=config.int8_grid)

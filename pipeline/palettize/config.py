@@ -59,6 +59,7 @@ class Sensitivity(str, Enum):  # noqa: UP042
     NONE = "none"
     FISHER = "fisher"  # diagonal Fisher information of the output
     ACTIVATION = "activation"  # E[x**2] of the input each weight multiplies
+    OUTPUT = "output"  # activation, scaled per layer to the output error it was measured to cause
 
 
 class Assignment(str, Enum):  # noqa: UP042

@@ -16,6 +16,14 @@ extra clusters pay off. Two estimates, both label-free:
 * ``activation``: ``E[x_i**2]`` of the input feature each weight multiplies (for convolutions,
   of the input patch element), i.e. the squared output error of *that layer* per unit of weight
   error. Cheap (forward only), but not comparable across layers without normalisation.
+* ``output``: ``activation`` made comparable across layers by measurement. Each layer in turn
+  is clustered (per tensor, `OUTPUT_PROBE_CLUSTERS` centroids, activation-weighted), the model
+  is run on the calibration inputs with only that layer changed, and the layer's importances are
+  scaled so that their predicted error ``sum(s * dw**2)`` equals the output distortion caused
+  (mean KL divergence of the softmax for classifiers, squared output change relative to the
+  output's energy otherwise). Within a layer the values keep their activation weights; across
+  layers the numbers add up like Fisher's, so a cluster budget spends bits where the *model
+  output* suffers, not where a layer's own output does. One forward pass per layer.
 
 The result maps a parameter name to a float32 array of the weight's shape, ready for
 ``palettize(model, config, sample_weights=...)``. A small floor (``floor`` times the tensor's
@@ -24,6 +32,7 @@ mean importance) keeps values that the batch never exercised from being ignored 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -49,6 +58,11 @@ class OutputKind(str, Enum):  # noqa: UP042
 
 
 DEFAULT_FLOOR = 1e-3
+#: clusters of the probe palette that ``output`` sensitivity measures each layer with
+OUTPUT_PROBE_CLUSTERS = 32
+#: at most this many calibration inputs are run per probed layer
+OUTPUT_PROBE_ROWS = 64
+OUTPUT_PROBE_BATCH = 16
 
 
 def _method(value: Any) -> SensitivityMethod:
@@ -111,6 +125,8 @@ def estimate_sensitivity(
     try:
         if method is SensitivityMethod.FISHER:
             raw = _fisher(model, x, {n: params[n] for n in names}, kind, projections, seed, progress)
+        elif method is SensitivityMethod.OUTPUT:
+            raw = _output(model, x, names, kind, floor, progress)
         else:
             raw = _activation(model, x, names, progress)
     finally:
@@ -217,3 +233,64 @@ def _activation(model, x, names: list[str], progress) -> dict:
     params = dict(model.named_parameters(remove_duplicate=False))
     stats = collect_hessians(model, x, names, progress=progress)
     return {n: np.array(stats[n].diagonal_importance(tuple(params[n].shape)), dtype=np.float64) for n in names}
+
+
+def _forward_probe(model, x) -> torch.Tensor:
+    import torch
+
+    with torch.no_grad():
+        outs = [first_tensor(model(x[i:i + OUTPUT_PROBE_BATCH])).double()
+                for i in range(0, len(x), OUTPUT_PROBE_BATCH)]
+    return torch.cat(outs)
+
+
+def output_distortion(ref: torch.Tensor, out: torch.Tensor, classifier: bool) -> float:
+    """How far ``out`` is from ``ref``: mean KL(softmax(ref) || softmax(out)) over rows for
+    classifiers, else the squared change relative to the output's energy."""
+    import torch
+
+    if classifier:
+        logp, logq = torch.log_softmax(ref, dim=-1), torch.log_softmax(out, dim=-1)
+        return float((logp.exp() * (logp - logq)).sum(dim=-1).mean().clamp_min(0.0))
+    energy = float((ref * ref).sum())
+    return float(((out - ref) ** 2).sum()) / (energy if energy > 0 else 1.0)
+
+
+def _output(model, x, names: list[str], kind: OutputKind, floor: float, progress) -> dict:
+    """`_activation` importances, each layer's scaled by (measured output distortion) / (predicted
+    error) of a probe palette of that layer alone."""
+    import torch
+
+    from pipeline.palettize.apply import palettize_array
+    from pipeline.palettize.config import PalettizeConfig
+
+    act = _activation(model, x, names, None)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    probe = x[:OUTPUT_PROBE_ROWS]
+    ref = _forward_probe(model, probe)
+    classifier = kind is OutputKind.CLASSIFIER or (
+        kind is OutputKind.AUTO and ref.ndim == 2 and ref.shape[1] > 1 and _looks_like_logits(model, ref))
+    probe_config = PalettizeConfig(clusters=OUTPUT_PROBE_CLUSTERS, algorithm="lloyd", weight_threshold=1)
+    scales: dict[str, float] = {}
+    for i, name in enumerate(names):
+        param = params[name]
+        dense = param.detach().to(device="cpu", dtype=torch.float64).numpy()
+        s = act[name] + floor * max(float(act[name].mean()), 1e-300)
+        k = min(OUTPUT_PROBE_CLUSTERS, max(2, dense.size // 2))
+        cfg = probe_config if k == OUTPUT_PROBE_CLUSTERS else dataclasses.replace(probe_config, clusters=k)
+        decoded = palettize_array(name, dense.astype(np.float32), cfg, s).decode().astype(np.float64)
+        predicted = float((s * (dense - decoded) ** 2).sum())
+        saved = param.detach().clone()
+        try:
+            with torch.no_grad():
+                param.copy_(torch.from_numpy(decoded).to(dtype=param.dtype, device=param.device))
+            measured = output_distortion(ref, _forward_probe(model, probe), classifier)
+        finally:
+            with torch.no_grad():
+                param.copy_(saved)
+        scales[name] = measured / predicted if predicted > 0 else 0.0
+        if progress:
+            progress(i + 1, len(names))
+    # a layer whose probe did not move the output at all still ranks below every layer that did
+    floor_scale = min((v for v in scales.values() if v > 0), default=1.0) * 1e-3
+    return {n: act[n] * (v if v > 0 else floor_scale) for n, v in scales.items()}

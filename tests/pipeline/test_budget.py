@@ -68,10 +68,10 @@ def test_sensitive_layer_gets_more_clusters() -> None:
     rng = np.random.default_rng(2)
     layers = {f"l{i}.weight": rng.normal(0, 1, (16, 64)).astype(np.float32) for i in range(4)}
     flat = {n: np.ones_like(w) for n, w in layers.items()}
-    even = plan_budget(layers, flat, BudgetConfig(target_bits=5, clusters=(8, 16, 32, 64), group_sizes=(None,)), fisher=True)
+    even = plan_budget(layers, flat, BudgetConfig(target_bits=5, clusters=(8, 16, 32, 64), group_sizes=(None,)), comparable=True)
     sens = dict(flat)
     sens["l2.weight"] = np.full_like(layers["l2.weight"], 1000.0)
-    skewed = plan_budget(layers, sens, BudgetConfig(target_bits=5, clusters=(8, 16, 32, 64), group_sizes=(None,)), fisher=True)
+    skewed = plan_budget(layers, sens, BudgetConfig(target_bits=5, clusters=(8, 16, 32, 64), group_sizes=(None,)), comparable=True)
     ks_even = {n: c.option.clusters for n, c in even.choices.items()}
     ks = {n: c.option.clusters for n, c in skewed.choices.items()}
     assert ks["l2.weight"] > ks_even["l2.weight"]

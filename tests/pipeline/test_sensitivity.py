@@ -99,3 +99,53 @@ def test_weighted_palettes_lower_the_weighted_error(default_model, default_batch
         assert e_weighted <= e_plain * 1.02
         better += e_weighted < e_plain
     assert better >= len(plain.palettes) // 2
+
+
+class _TwoHeads(torch.nn.Module):
+    """Two identical-looking heads on the same input; the second reaches the output 100x damped."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.loud = torch.nn.Linear(width, width // 2)
+        self.quiet = torch.nn.Linear(width, width // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loud(x) + 0.01 * self.quiet(x)
+
+
+def test_output_sensitivity_scales_layers_by_their_effect_on_the_output() -> None:
+    torch.manual_seed(0)
+    net = _TwoHeads().eval()
+    with torch.no_grad():
+        net.quiet.weight.copy_(net.loud.weight.flip(0))  # same values, so only the damping differs
+    before = copy.deepcopy(net.state_dict())
+    x = torch.randn(48, 16)
+    x[:, 3] *= 5
+    act = estimate_sensitivity(net, x, method="activation", floor=0.0)
+    out = estimate_sensitivity(net, x, method="output", output_kind="dense", floor=0.0)
+    for name in act:  # within a layer: the activation pattern, only scaled
+        ratio = out[name] / act[name]
+        assert np.allclose(ratio, ratio.flat[0], rtol=1e-4)
+    # activation rates both heads alike; the output knows the quiet one matters 1e4x less
+    assert act["loud.weight"].mean() == pytest.approx(act["quiet.weight"].mean(), rel=1e-6)
+    loud_over_quiet = out["loud.weight"].mean() / out["quiet.weight"].mean()
+    assert 3e3 < loud_over_quiet < 3e4
+    for k, v in net.state_dict().items():  # every probed layer put back
+        assert torch.equal(v, before[k])
+
+
+def test_output_sensitivity_budget_spends_bits_where_the_output_suffers() -> None:
+    torch.manual_seed(0)
+    net = _TwoHeads(width=128).eval()
+    with torch.no_grad():
+        net.quiet.weight.copy_(net.loud.weight.flip(0))
+    x = torch.randn(48, 128)
+    clusters = {}
+    for method in ("activation", "output"):
+        cfg = PalettizeConfig(sensitivity=method, target_bits=4, weight_threshold=1, algorithm="lloyd")
+        result = palettize(net, cfg, calibration=x)
+        clusters[method] = {n: p.k for n, p in result.palettes.items()}
+        assert result.budget.bits_per_weight <= 4
+    # alike to activation (one tie-breaking step apart at most); far apart once the output is measured
+    assert 0.5 <= clusters["activation"]["loud.weight"] / clusters["activation"]["quiet.weight"] <= 2
+    assert clusters["output"]["loud.weight"] >= 4 * clusters["output"]["quiet.weight"]
