@@ -141,7 +141,7 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
 
     from converters.bundle import export_bundle
     from converters.errors import ExportUnavailableError
-    from pipeline.palettize import PalettizeConfig, palettize
+    from pipeline.palettize import palettize
     from pipeline.sources import load_model
 
     with steps.step("load model"):
@@ -154,7 +154,9 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     pal_configs: dict[str, dict | None] = {"dense": None}
     for mode in cfg.modes:
         if mode != "dense":
-            pal_configs[mode] = PalettizeConfig(clusters=cfg.clusters, int8_grid=(mode == "palette-int8")).to_dict()
+            pal_configs[mode] = cfg.palettize_config(mode).to_dict()
+            if cfg.palettize_config(mode).needs_calibration:  # the inputs are part of what a bundle is made from
+                pal_configs[mode]["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
 
     bundles_dir = out / "bundles"
     bundles_dir.mkdir(parents=True, exist_ok=True)
@@ -165,9 +167,19 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     # palettize only for modes that still need exporting (the slow step on big models)
     palettes: dict[str, Any] = {}
     wanted = sorted({m for (f, m), manifest in reusable.items() if manifest is None and m != "dense"})
+    applied = dict(pal_configs)
     with steps.step("palettize", total=max(1, len(wanted))) as advance:
+        calibration = None
+        if any(cfg.palettize_config(m).needs_calibration for m in wanted):
+            from pipeline.fidelity.data import load_data
+
+            calibration = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration).calibration
+            steps.log(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})")
         for mode in wanted:
-            palettes[mode] = palettize(module, PalettizeConfig.from_dict(pal_configs[mode])).palettes
+            result = palettize(module, cfg.palettize_config(mode), calibration=calibration)
+            palettes[mode] = result.palettes
+            if result.budget is not None:  # the manifest records the layout chosen, layer by layer
+                applied[mode] = {**pal_configs[mode], **result.config.to_dict()}
             advance(1)
 
     x_eval, y_eval = _evaluation_batch(loaded, cfg)
@@ -187,7 +199,7 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
                 try:
                     b = export_bundle(
                         module, example, fmt, mode, palettes.get(mode), bundles_dir, name=name,
-                        source_model=cfg.model, model_name=loaded.name, palettize_config=pal_configs.get(mode),
+                        source_model=cfg.model, model_name=loaded.name, palettize_config=applied.get(mode),
                         dense_bytes=dense_bytes.get(fmt),
                     )
                 except ExportUnavailableError as err:  # e.g. no TFLite converter here: skip that format

@@ -54,6 +54,13 @@ class DeployConfig:
     sim_profile: str = "pixel-8"
     eval_limit: int | None = None
     auth_timeout_s: float = 30.0
+    # fidelity settings of the palette modes (`PalettizeConfig`); calibration inputs come from
+    # ``calibration_data`` (the sources of `pipeline.fidelity`) when any of them needs some
+    target_bits: float | None = None
+    sensitivity: str = "none"
+    assignment: str = "nearest"
+    calibration: int = 128
+    calibration_data: str = "auto"
 
     def __post_init__(self) -> None:
         numbers = ("clusters", "threads", "runs", "warmup", "min_duration_s", "cooldown_s", "thermal_timeout_s",
@@ -86,9 +93,20 @@ class DeployConfig:
             (self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "an integer >= 1"),
             (self.auth_timeout_s > 0, "auth_timeout_s", "seconds > 0"),
         ]
+        checks.append((isinstance(self.calibration, int) and not isinstance(self.calibration, bool)
+                       and self.calibration >= 1, "calibration", "an integer >= 1"))
         for ok, name, allowed in checks:
             if not ok:
                 raise ConfigError(f"deploy setting {name}={getattr(self, name)!r} is not allowed; use {allowed}")
+        self.palettize_config("palette")  # the fidelity settings are checked where they are defined
+
+    def palettize_config(self, mode: str):
+        """The `PalettizeConfig` of a palette mode (``palette`` or ``palette-int8``)."""
+        from pipeline.palettize.config import PalettizeConfig
+
+        return PalettizeConfig(clusters=self.clusters, int8_grid=(mode == "palette-int8"),
+                               target_bits=self.target_bits, sensitivity=self.sensitivity,
+                               assignment=self.assignment)
 
     def run_settings(self):
         """The device_runner settings for each job (one place that maps deploy names to runner names)."""
@@ -171,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate accuracy on at most this many test images")
     p.add_argument("--auth-timeout-s", dest="auth_timeout_s", type=float, default=S,
                    help="how long to wait for the phone's USB debugging prompt to be accepted")
+    p.add_argument("--target-bits", dest="target_bits", type=float, default=S,
+                   help="palette modes: choose clusters per layer under this average bits per weight")
+    p.add_argument("--sensitivity", default=S, help="palette modes: none | fisher | activation | output")
+    p.add_argument("--assignment", default=S, help="palette modes: nearest | gptq")
+    p.add_argument("--calibration", type=int, default=S,
+                   help="calibration inputs for --sensitivity / --assignment gptq (default 128)")
+    p.add_argument("--calibration-data", dest="calibration_data", default=S,
+                   help="where calibration inputs come from: auto | default | images | sentences | random | file:PATH")
     p.add_argument("--config", default=None, help="YAML file with any of these settings (flags win)")
     return p
 

@@ -233,7 +233,9 @@ def test_config_yaml_unknown_keys_are_rejected(tmp_path: Path) -> None:
     assert parsed.clusters == 16 and parsed.formats == ("onnx",)
 
 
-@pytest.mark.parametrize("bad", [dict(clusters=1), dict(formats="onnx,coreml"), dict(modes=""), dict(threads=0)])
+@pytest.mark.parametrize("bad", [dict(clusters=1), dict(formats="onnx,coreml"), dict(modes=""), dict(threads=0),
+                                 dict(target_bits=0), dict(sensitivity="hessian"), dict(assignment="exact"),
+                                 dict(calibration=0)])
 def test_impossible_settings_name_the_field(bad: dict) -> None:
     with pytest.raises(ConfigError) as info:
         DeployConfig(**bad)
@@ -315,3 +317,25 @@ def test_charging_phone_measured_by_battery_gets_a_warning(full_run, tmp_path: P
         outcome = run_deploy(DeployConfig(device="lab-phone", devices_file=str(devices), out=str(out),
                                           formats=("onnx",), modes=("dense",), **FAST))
     assert any("charging" in w for w in outcome.warnings)
+
+
+def test_budgeted_gptq_palettes_deploy_and_record_their_layout(tmp_path: Path) -> None:
+    """--target-bits/--sensitivity/--assignment reach the bundles: the manifest records the
+    per-layer layout and the calibration used, the run is stored, and a rerun reuses the bundle
+    only while those settings stay the same."""
+    out = tmp_path / "out"
+    args = ["--device", "sim", "--out", str(out), "--formats", "onnx", "--modes", "palette-int8",
+            "--target-bits", "5", "--sensitivity", "output", "--assignment", "gptq", "--calibration", "32",
+            "--runs", "2", "--warmup", "0", "--min-duration-s", "0", "--cooldown-s", "0", "--eval-limit", "100"]
+    outcome = run_deploy(parse_args(args))
+    assert [r["status"] for r in outcome.results] == ["ok"]
+    manifest = json.loads((out / "bundles" / "onnx-palette-int8" / "manifest.json").read_text())
+    recorded = manifest["palettize_config"]
+    assert recorded["target_bits"] == 5 and recorded["assignment"] == "gptq" and recorded["int8_grid"] is True
+    assert recorded["calibration"] == {"source": "auto", "rows": 32}
+    layers = [pattern for pattern, settings in recorded["overrides"].items() if settings is not None]
+    assert len(layers) == len(manifest["palette"]["tensors"])  # one budget entry per clustered tensor
+    again = run_deploy(parse_args(args))
+    assert [b.reused for b in again.bundles] == [True]
+    other = run_deploy(parse_args([a if a != "5" else "6" for a in args]))
+    assert [b.reused for b in other.bundles] == [False]
