@@ -151,6 +151,18 @@ class NightSettings:
     thermal_timeout_s: float = 120.0
     battery_floor_pct: int = 20
     eval_limit: int | None = None
+    # fidelity settings of the full model's palette modes (as in ``pipeline.deploy``)
+    target_bits: float | None = None
+    sensitivity: str = "none"
+    assignment: str = "nearest"
+    calibration: int = 128
+    calibration_data: str = "auto"
+
+    def deploy_fields(self) -> dict[str, Any]:
+        """The `DeployConfig` fields these settings set for a model's bundles."""
+        return {"clusters": self.clusters, "eval_limit": self.eval_limit, "target_bits": self.target_bits,
+                "sensitivity": self.sensitivity, "assignment": self.assignment, "calibration": self.calibration,
+                "calibration_data": self.calibration_data}
 
     def __post_init__(self) -> None:
         checks = [
@@ -168,6 +180,12 @@ class NightSettings:
         for ok, name, allowed in checks:
             if not ok:
                 raise ConfigError(f"settings.{name}={getattr(self, name)!r} is not allowed; use {allowed}")
+        from pipeline.deploy_config import DeployConfig
+
+        try:
+            DeployConfig(**self.deploy_fields())
+        except ConfigError as err:
+            raise ConfigError(f"settings: {err.message}", next_step=err.next_step) from None
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,8 @@ def build_night_bundles(farm: FarmConfig, jobs: list[Job], out: Path, steps) -> 
         if full:
             formats = tuple(dict.fromkeys(j.format for j in full))
             modes = tuple(dict.fromkeys(j.mode for j in full))
-            cfg = DeployConfig(device="sim", model=model, clusters=s.clusters, formats=formats, modes=modes,
-                               eval_limit=s.eval_limit, out=str(out / "models" / _slug(model)))
+            cfg = DeployConfig(device="sim", model=model, formats=formats, modes=modes,
+                               out=str(out / "models" / _slug(model)), **s.deploy_fields())
             built, _ = build_bundles(cfg, steps, out / "models" / _slug(model))
             for info in built:
                 bundles[(model, info.format, info.mode)] = info

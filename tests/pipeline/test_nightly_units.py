@@ -51,6 +51,8 @@ def test_job_keys_do_not_depend_on_the_rest_of_the_matrix() -> None:
     ({"phones": ["1.2.3.4:5555"], "matrix": {"modes": ["dense", "sparse"]}}, ["sparse", "palette-int8"]),
     ({"phones": ["1.2.3.4:5555"], "matrix": {"threads": [0]}}, ["threads"]),
     ({"phones": ["1.2.3.4:5555"], "settings": {"runz": 3}}, ["runz", "known keys"]),
+    ({"phones": ["1.2.3.4:5555"], "settings": {"sensitivity": "hessian"}}, ["settings", "hessian", "output"]),
+    ({"phones": ["1.2.3.4:5555"], "settings": {"target_bits": -1}}, ["settings", "target_bits"]),
     ({"phones": ["1.2.3.4:5555", "1.2.3.4:5555"]}, ["twice"]),
     ({"phones": [{"name": "a"}]}, ["no address"]),
     ({"phones": [{"address": "1.2.3.4:5555", "profile": "iphone"}]}, ["iphone", "pixel"]),
@@ -340,3 +342,14 @@ def test_importing_nightly_stays_light() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_fidelity_settings_reach_the_deploy_config_of_each_model() -> None:
+    farm = parse_farm_mapping({"phones": ["10.0.0.1:5555"], "settings": {
+        "target_bits": 6, "sensitivity": "output", "assignment": "gptq", "calibration": 64}})
+    fields = farm.settings.deploy_fields()
+    assert fields["target_bits"] == 6 and fields["sensitivity"] == "output" and fields["assignment"] == "gptq"
+    from pipeline.deploy_config import DeployConfig
+
+    pal = DeployConfig(**fields).palettize_config("palette-int8")
+    assert pal.target_bits == 6 and pal.int8_grid and pal.needs_calibration
