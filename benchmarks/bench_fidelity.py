@@ -1,15 +1,16 @@
 """Fidelity table: per-tensor, grouped and sensitivity-budgeted palettes next to int8 per-channel.
 
     .venv/bin/python -m benchmarks.bench_fidelity [--model efficientnet_lite0] [--data auto]
-        [--clusters 16,32,64,128] [--group-size 16] [--sensitivity activation] [--no-gptq] [--samples N]
+        [--clusters 16,32,64,128] [--group-size 16] [--sensitivity activation,output] [--no-gptq] [--samples N]
         [--json out.json]
 
 For each cluster count k, in ONE run on the same inputs: a per-tensor palette with k clusters, a
 grouped palette (k clusters per group of ``--group-size`` output channels; its codebooks cost extra
-bits, counted), and a budgeted palette (per-layer cluster counts and granularity chosen from
-``--sensitivity`` estimates on a disjoint calibration batch, under an average of log2(k) bits per
-weight, codebooks included); plus the dense model and int8 per-channel round-to-nearest as
-references. Prints bits per weight, agreement with the dense model and accuracy where labelled.
+bits, counted), and for each ``--sensitivity`` two budgeted palettes (per-layer cluster counts and
+granularity chosen from that sensitivity's estimates on a disjoint calibration batch, under an
+average of log2(k) bits per weight, codebooks included): nearest-centroid, and GPTQ on the int8
+grid (the palette-int8 export's form); plus the dense model and int8 per-channel round-to-nearest
+as references. Prints bits per weight, agreement with the dense model and accuracy where labelled.
 Host CPU only; the machine, threads and load average are printed. Not a test.
 
 The models used in the project's figures: ``efficientnet_lite0`` (natural photos from
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="auto")
     p.add_argument("--clusters", default="16,32,64,128")
     p.add_argument("--group-size", type=int, default=16)
-    p.add_argument("--sensitivity", default="activation", choices=["none", "fisher", "activation", "output"])
+    p.add_argument("--sensitivity", default="activation,output",
+                   help="comma-separated sensitivities to budget with, one set of budget rows each: "
+                   "none, fisher, activation, output (default activation,output)")
     p.add_argument("--algorithm", default="optimal", choices=["optimal", "lloyd"],
                    help="k-means for per-tensor and budgeted palettes")
     p.add_argument("--grouped-algorithm", default="lloyd", choices=["optimal", "lloyd"],
@@ -56,15 +59,20 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.clusters.split(",")]
+    sensitivities = [m.strip() for m in args.sensitivity.split(",") if m.strip()]
+    allowed = ("none", "fisher", "activation", "output")
+    if not sensitivities or any(m not in allowed for m in sensitivities):
+        p.error(f"--sensitivity takes a comma-separated list of {', '.join(allowed)} (got {args.sensitivity!r})")
     variants = [Variant(Method.DENSE), Variant(Method.INT8)]
     for k in ks:
         variants.append(Variant(Method.PALETTE, clusters=k))
         variants.append(Variant(Method.PALETTE, clusters=k, granularity="per_channel_group",
                                 group_size=args.group_size, algorithm=args.grouped_algorithm))
-        variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=args.sensitivity))
-        if not args.no_gptq:
-            variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=args.sensitivity,
-                                    assignment="gptq", int8_grid=True))
+        for method in sensitivities:
+            variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=method))
+            if not args.no_gptq:
+                variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=method,
+                                        assignment="gptq", int8_grid=True))
     loaded = _load(args.model, False)
     data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration)
     print(f"# bench_fidelity  host: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
