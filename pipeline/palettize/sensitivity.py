@@ -4,7 +4,7 @@ Why: plain k-means spends its centroids where the weight values are dense, not w
 hurts the output. Weighting each value by an importance estimate (Apple coremltools' "sensitive
 k-means"; GPTQ/AWQ use the same second-order idea for rounding) moves centroids toward the values
 that matter, and the same numbers tell a per-layer budget (`pipeline.palettize.budget`) where
-extra clusters pay off. Two estimates, both label-free:
+extra clusters pay off. Three estimates, all label-free:
 
 * ``fisher``: the diagonal of the Fisher information of the output, ``E[g**2]`` with ``g`` the
   per-sample gradient of the output w.r.t. the weight. For classifiers ``g`` is the gradient of
