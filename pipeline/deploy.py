@@ -151,12 +151,12 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
         skipped = skipped if skipped is not None else []
         example = loaded.example_input(batch=1, seed=0)
 
+    requested = {mode: cfg.palettize_config(mode) for mode in cfg.modes if mode != "dense"}
     pal_configs: dict[str, dict | None] = {"dense": None}
-    for mode in cfg.modes:
-        if mode != "dense":
-            pal_configs[mode] = cfg.palettize_config(mode).to_dict()
-            if cfg.palettize_config(mode).needs_calibration:  # the inputs are part of what a bundle is made from
-                pal_configs[mode]["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
+    for mode, pal in requested.items():
+        pal_configs[mode] = pal.to_dict()
+        if pal.needs_calibration:  # the inputs are part of what a bundle is made from
+            pal_configs[mode]["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
 
     bundles_dir = out / "bundles"
     bundles_dir.mkdir(parents=True, exist_ok=True)
@@ -170,13 +170,13 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     applied = dict(pal_configs)
     with steps.step("palettize", total=max(1, len(wanted))) as advance:
         calibration = None
-        if any(cfg.palettize_config(m).needs_calibration for m in wanted):
+        if any(requested[m].needs_calibration for m in wanted):
             from pipeline.fidelity.data import load_data
 
             calibration = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration).calibration
             steps.log(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})")
         for mode in wanted:
-            result = palettize(module, cfg.palettize_config(mode), calibration=calibration)
+            result = palettize(module, requested[mode], calibration=calibration)
             palettes[mode] = result.palettes
             if result.budget is not None:  # the manifest records the layout chosen, layer by layer
                 applied[mode] = {**pal_configs[mode], **result.config.to_dict()}

@@ -92,9 +92,9 @@ class DeployConfig:
              "an http:// or https:// URL"),
             (self.eval_limit is None or self.eval_limit >= 1, "eval_limit", "an integer >= 1"),
             (self.auth_timeout_s > 0, "auth_timeout_s", "seconds > 0"),
+            (isinstance(self.calibration, int) and not isinstance(self.calibration, bool) and self.calibration >= 1,
+             "calibration", "an integer >= 1"),
         ]
-        checks.append((isinstance(self.calibration, int) and not isinstance(self.calibration, bool)
-                       and self.calibration >= 1, "calibration", "an integer >= 1"))
         for ok, name, allowed in checks:
             if not ok:
                 raise ConfigError(f"deploy setting {name}={getattr(self, name)!r} is not allowed; use {allowed}")
