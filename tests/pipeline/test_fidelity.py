@@ -11,7 +11,7 @@ import pytest
 from pipeline.cli_support import run_cli
 from pipeline.errors import ConfigError
 from pipeline.fidelity.__main__ import main
-from pipeline.fidelity.data import english_sentences, photo_views
+from pipeline.fidelity.data import english_sentences, packaged_photo_paths, photo_views
 from pipeline.fidelity.metrics import compare, nearest_neighbours, topk_agreement
 
 
@@ -55,6 +55,17 @@ def test_photo_views_crops_and_mirrors() -> None:
     views = photo_views(img, (24, 24))
     assert len(views) == 22 and all(v.shape == (24, 24, 3) for v in views)
     assert np.allclose(views[1], views[0][:, ::-1])
+
+
+def test_packaged_calibration_photos_are_found_without_network_and_skip_missing() -> None:
+    paths = packaged_photo_paths()
+    names = {p.name for p in paths}
+    assert "grace_hopper.jpg" in names  # matplotlib is a core dependency
+    assert all(p.is_file() and p.stat().st_size > 10_000 for p in paths)
+    from pipeline.fidelity.data import EVAL_PHOTOS
+
+    assert not names & set(EVAL_PHOTOS)  # calibration never sees an evaluation photo
+    assert packaged_photo_paths((("no_such_package_xyz", "a.jpg"), ("matplotlib", "no/such.jpg"))) == []
 
 
 @pytest.mark.slow  # palettizes the default model three ways and scores 200 test digits each time
