@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                    "takes minutes per model)")
     p.add_argument("--no-gptq", action="store_true", help="leave out the GPTQ budget rows (faster)")
     p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs (default all)")
-    p.add_argument("--calibration", type=int, default=128)
+    p.add_argument("--calibration", type=int, default=1024,
+                   help="calibration inputs, at most (default 1024; the image source has 176 views in all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

@@ -50,6 +50,19 @@ def test_docstring_sentences_are_prose_and_plenty() -> None:
     assert all(6 <= len(s.split()) <= 40 and s.endswith(".") and ">>>" not in s for s in sentences)
 
 
+def test_sentence_calibration_pool_is_large_and_never_holds_an_evaluation_sentence() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.fidelity.data import _sentences
+
+    loaded = SimpleNamespace(name="words", metadata={"tokenize": lambda ss: np.array(ss, dtype=object)})
+    data = _sentences(loaded, 1200, 0)  # GPTQ on 1536-wide layers wants thousands of tokens
+    cal, ev = list(data.calibration), list(data.x)
+    assert len(cal) == 1200 and len(set(cal)) == 1200
+    assert not set(cal) & set(ev)
+    assert len(ev) == len(_sentences(loaded, 8, 1).x)  # the evaluation set does not depend on calibration
+
+
 def test_photo_views_crops_and_mirrors() -> None:
     img = np.random.default_rng(0).random((60, 90, 3)).astype(np.float32)
     views = photo_views(img, (24, 24))
