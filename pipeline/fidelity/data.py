@@ -304,12 +304,13 @@ def _sentences(loaded: LoadedModel, calibration: int, seed: int) -> FidelityData
     if tokenize is None:
         raise DataError(f"the 'sentences' data source needs a text model; {loaded.name} has no tokenizer",
                         next_step="Use a sentence-transformers:<name> model, or another --data source.")
-    pairs = english_sentences()
-    eval_s = [s for m, s in pairs if zlib.crc32(m.encode()) % 5 != 0]
+    eval_s: list[str] = []
+    own_cal: list[str] = []
+    for m, s in english_sentences():
+        (own_cal if zlib.crc32(m.encode()) % 5 == 0 else eval_s).append(s)
     held = set(eval_s)
-    cal_pool = [s for m, s in pairs if zlib.crc32(m.encode()) % 5 == 0]
-    cal_pool += [s for _, s in english_sentences(CALIBRATION_SENTENCE_MODULES) if s not in held]
-    cal_pool = list(dict.fromkeys(cal_pool))
+    extra = (s for _, s in english_sentences(CALIBRATION_SENTENCE_MODULES))
+    cal_pool = list(dict.fromkeys(s for s in (*own_cal, *extra) if s not in held))
     if len(eval_s) < 20 or not cal_pool:
         raise DataError(f"found only {len(eval_s)} usable docstring sentences",
                         next_step="Use --data file:ids.npy with token ids instead.")

@@ -168,4 +168,3 @@ def test_calibration_rows_drop_trailing_padding_only_for_token_models() -> None:
     assert calibration_row(torch.nn.Linear(5, 2), ids, 0).shape == (1, 5)  # no pad_id: untouched
     floats = torch.zeros(2, 5)
     assert calibration_row(Tokens(), floats, 0).shape == (1, 5)
-
