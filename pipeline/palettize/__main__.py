@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="auto", help="calibration inputs for --sensitivity / --assignment gptq: "
                    "auto | default | images | sentences | random | file:PATH (default auto)")
     p.add_argument("--calibration", type=int, default=128, help="calibration inputs to use (default 128)")
+    p.add_argument("--tune-epochs", type=int, help="after clustering, tune the int8 scales (or codebooks) end to "
+                   "end on calibration inputs for N epochs, every index kept (default 0: off)")
+    p.add_argument("--tune-lr", type=float, help="learning rate of --tune-epochs (default 0.001)")
+    p.add_argument("--tune-inputs", type=int, default=4096,
+                   help="augmented calibration inputs --tune-epochs tunes on (default 4096)")
     p.add_argument("--weight-threshold", type=int, help="tensors with fewer elements stay dense (default 2048)")
     p.add_argument("--module-types", help="comma-separated module class names (default Linear,Conv2d)")
     p.add_argument("--include", action="append", help="regex of parameter names to cluster (repeatable)")
@@ -81,7 +86,7 @@ def resolve_config(args: argparse.Namespace):
         "init": args.init, "algorithm": args.algorithm, "int8_grid": args.int8_grid,
         "weight_threshold": args.weight_threshold, "include": args.include, "exclude": args.exclude,
         "seed": args.seed, "sensitivity": args.sensitivity, "assignment": args.assignment,
-        "target_bits": args.target_bits,
+        "target_bits": args.target_bits, "tune_epochs": args.tune_epochs, "tune_lr": args.tune_lr,
         "module_types": [t.strip() for t in args.module_types.split(",") if t.strip()]
         if args.module_types else None,
     }
@@ -208,7 +213,7 @@ def write_outputs(out: Path, existed: bool, palettes, config, report_doc: dict) 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for flag, value in (("--eval-batch", args.eval_batch), ("--eval-samples", args.eval_samples),
-                        ("--calibration", args.calibration)):
+                        ("--calibration", args.calibration), ("--tune-inputs", args.tune_inputs)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be a positive integer (got {value})",
                               next_step=f"Give {flag} a number >= 1.")
@@ -224,17 +229,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console() if is_interactive() else Console(width=150)  # logs: no wrapped columns
     loaded = load_model(args.model, allow_pickle=args.allow_pickle, input_shape=args.input_shape)
-    calibration = None
+    calibration = tuning = None
     if config.needs_calibration:
         from pipeline.fidelity.data import load_data
 
-        data = load_data(args.data, loaded, calibration=args.calibration)
-        calibration = data.calibration
-        console.print(f"calibration: {len(calibration)} inputs from --data {data.name}")
+        data = load_data(args.data, loaded, calibration=args.calibration,
+                         tuning=args.tune_inputs if config.tune_epochs else 0)
+        calibration, tuning = data.calibration, data.tuning
+        console.print(f"calibration: {len(calibration)} inputs from --data {data.name}"
+                      + (f"; tuning on {len(tuning)} augmented ones" if tuning is not None else ""))
     t_load = time.perf_counter()
     progress, stop = _progress_bar()
     try:
-        result = palettize(loaded.module, config, calibration=calibration, progress=progress)
+        result = palettize(loaded.module, config, calibration=calibration, tuning=tuning, progress=progress)
     finally:
         stop()
     t_pal = time.perf_counter()
@@ -260,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "num_classes": loaded.num_classes},
         "config": config.to_dict(),
         "budget": None if result.budget is None else result.budget.to_dict(),
+        "tune": None if result.tune is None else result.tune.to_dict(),
         "accuracy": accuracy,
         "fidelity": fidelity,
         "bits_per_weight": bits_per_weight(result.palettes),

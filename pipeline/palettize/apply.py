@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from pipeline.palettize.budget import Budget
     from pipeline.palettize.gptq import LayerHessian
+    from pipeline.palettize.tune import TuneReport
 
 #: progress(tensor_name, done, total); the CLI draws a bar with it, the library never does
 Progress = Callable[[str, int, int], None]
@@ -42,6 +43,7 @@ class PalettizeResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     config: PalettizeConfig | None = None  # as applied: a ``target_bits`` budget shows as overrides
     budget: Budget | None = None
+    tune: TuneReport | None = None  # with ``tune_epochs``: held-back loss before and after
 
 
 _HANDLERS: dict[type, Callable[..., PalettizeResult]] = {}
@@ -69,6 +71,7 @@ def palettize(
     calibration: Any = None,
     sample_weights: dict[str, np.ndarray] | None = None,
     hessians: dict[str, LayerHessian] | None = None,
+    tuning: Any = None,
     progress: Progress | None = None,
 ) -> PalettizeResult:
     """Palettize ``model`` as ``config`` says (default: `PalettizeConfig()`).
@@ -78,7 +81,8 @@ def palettize(
     ``sample_weights`` optionally maps a parameter name to a non-negative array of the weight's
     shape: the k-means then minimises the *weighted* squared error (replaces the estimate that
     ``config.sensitivity`` would make). ``hessians``: precomputed `collect_hessians` statistics
-    for GPTQ (callers that palettize one model several times compute them once).
+    for GPTQ (callers that palettize one model several times compute them once). ``tuning``: the
+    inputs ``tune_epochs`` tunes on (e.g. augmented calibration inputs; default ``calibration``).
     """
     config = PalettizeConfig() if config is None else config
     handler = _HANDLERS.get(type(config))
@@ -89,7 +93,7 @@ def palettize(
             next_step="Pass one of those config types.",
         )
     return handler(model, config, calibration=calibration, sample_weights=sample_weights, hessians=hessians,
-                   progress=progress)
+                   tuning=tuning, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -289,6 +293,7 @@ def _palettize_kmeans(
     calibration: Any = None,
     sample_weights: dict[str, np.ndarray] | None = None,
     hessians: dict[str, LayerHessian] | None = None,
+    tuning: Any = None,
     progress: Progress | None = None,
 ) -> PalettizeResult:
     import torch
@@ -300,6 +305,14 @@ def _palettize_kmeans(
         raise ConfigError(
             f"sample weights given for tensors that are not clustered: {', '.join(unknown[:5])}",
             next_step="Key sample weights by the clustered parameter names.",
+        )
+    tuning = calibration if tuning is None else tuning
+    if config.tune_epochs and tuning is None:
+        raise ConfigError(
+            "tune_epochs needs calibration inputs to tune on, and none were given",
+            next_step="Pass calibration= (or tuning=) a batch of model inputs (CLI: --data ...), or set "
+            "tune_epochs 0.",
+            field="tune_epochs",
         )
     sens, hess = _calibration_statistics(model, config, work, calibration, sample_weights, hessians)
     budget = None
@@ -315,6 +328,7 @@ def _palettize_kmeans(
         work = [(n, p, applied.resolve(n) or r) for n, p, r in work]
     palettes: dict[str, Palette] = {}
     rows: list[TensorReport] = []
+    seconds: dict[str, float] = {}
     new_model = copy.deepcopy(model)
     targets = dict(new_model.named_parameters(remove_duplicate=False))
     pending = [n for n, _, r in work if r.assignment is Assignment.GPTQ and n not in hess]
@@ -345,17 +359,31 @@ def _palettize_kmeans(
             pal = palettize_array(name, dense, resolved, sw)
         decoded = pal.decode()
         palettes[name] = pal
-        rows.append(TensorReport.build(pal, dense, decoded, time.perf_counter() - t0))
+        seconds[name] = time.perf_counter() - t0
         target = targets[name]
         with torch.no_grad():
             target.copy_(torch.from_numpy(decoded).to(dtype=target.dtype, device=target.device))
+    tuned = None
+    if config.tune_epochs:
+        from pipeline.palettize.tune import tune_palettes
+
+        t0 = time.perf_counter()
+        tick = (lambda done, total: progress("tuning", done, total)) if progress else None
+        palettes, tuned = tune_palettes(model, new_model, palettes, tuning, epochs=config.tune_epochs,
+                                        lr=config.tune_lr, seed=config.seed, progress=tick)
+        share = (time.perf_counter() - t0) / len(palettes)
+        seconds = {n: s + share for n, s in seconds.items()}
+    dense_of = {n: p for n, p, _ in work}
+    for name, pal in palettes.items():
+        dense = dense_of[name].detach().to(device="cpu", dtype=torch.float32).numpy()
+        rows.append(TensorReport.build(pal, dense, pal.decode(), seconds[name]))
     if progress:
         progress("", len(work), len(work))
     n_params = sum(p.numel() for p in model.parameters())
     report = Report(tensors=rows, skipped=skipped, model_params=int(n_params),
                     seconds=time.perf_counter() - t_start)
     return PalettizeResult(palettes=palettes, model=new_model, report=report, skipped=skipped, config=applied,
-                           budget=budget)
+                           budget=budget, tune=tuned)
 
 
 def _work(model: Any, config: PalettizeConfig) -> tuple[list[tuple[str, Any, PalettizeConfig]], list]:

@@ -15,6 +15,8 @@ every value in the k-means by an importance estimate; ``assignment="gptq"`` pick
 error feedback and refits the codebook (`pipeline.palettize.gptq`); ``target_bits`` replaces the
 single cluster count by a per-layer budget (`pipeline.palettize.budget`), which `palettize` turns
 into exact-name ``overrides`` of the config it returns, so a saved config rebuilds the same layout.
+``tune_epochs`` then tunes the palettes' scales (int8 grid) or codebooks end to end on calibration
+inputs, every index kept (`pipeline.palettize.tune`).
 """
 
 from __future__ import annotations
@@ -146,13 +148,16 @@ class PalettizeConfig:
     sensitivity: Sensitivity = Sensitivity.NONE
     assignment: Assignment = Assignment.NEAREST
     target_bits: float | None = None  # per-layer cluster budget under this average (codebooks in)
+    tune_epochs: int = 0  # end-to-end tuning of scales / codebooks after clustering (`palettize.tune`)
+    tune_lr: float = 1e-3  # Adam's learning rate on the tuned multipliers
     overrides: tuple[tuple[str, tuple[tuple[str, Any], ...] | None], ...] = ()
 
     @property
     def needs_calibration(self) -> bool:
         """Whether palettizing with this config needs calibration inputs (a layer override may
         also ask for GPTQ; `palettize` checks that per layer)."""
-        return self.sensitivity is not Sensitivity.NONE or self.assignment is Assignment.GPTQ or any(
+        return self.sensitivity is not Sensitivity.NONE or self.assignment is Assignment.GPTQ or (
+            self.tune_epochs > 0) or any(
             s is not None and dict(s).get("assignment") in (Assignment.GPTQ, Assignment.GPTQ.value)
             for _, s in self.overrides)
 
@@ -190,6 +195,16 @@ class PalettizeConfig:
                 field="group_size",
             )
         _int("weight_threshold", self.weight_threshold, 0, None)
+        _int("tune_epochs", self.tune_epochs, 0, 1000)
+        lr = self.tune_lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
+            raise ConfigError(
+                f"tune_lr must be a learning rate above 0 and at most 1 (got {lr!r})",
+                next_step="Set tune_lr to e.g. 0.001 (the default).",
+                field="tune_lr",
+                value=lr,
+            )
+        put(self, "tune_lr", float(lr))
         _int("seed", self.seed, 0, None)
         if not isinstance(self.int8_grid, bool):
             raise ConfigError(

@@ -244,16 +244,22 @@ def _forward_probe(model, x) -> torch.Tensor:
     return torch.cat(outs)
 
 
-def output_distortion(ref: torch.Tensor, out: torch.Tensor, classifier: bool) -> float:
-    """How far ``out`` is from ``ref``: mean KL(softmax(ref) || softmax(out)) over rows for
-    classifiers, else the squared change relative to the output's energy."""
+def distortion(ref: torch.Tensor, out: torch.Tensor, classifier: bool) -> torch.Tensor:
+    """How far ``out`` is from ``ref``, as a differentiable scalar: mean KL(softmax(ref) ||
+    softmax(out)) over rows for classifiers, else the squared change relative to the output's
+    energy."""
     import torch
 
     if classifier:
         logp, logq = torch.log_softmax(ref, dim=-1), torch.log_softmax(out, dim=-1)
-        return float((logp.exp() * (logp - logq)).sum(dim=-1).mean().clamp_min(0.0))
-    energy = float((ref * ref).sum())
-    return float(((out - ref) ** 2).sum()) / (energy if energy > 0 else 1.0)
+        return (logp.exp() * (logp - logq)).sum(dim=-1).mean().clamp_min(0.0)
+    energy = (ref * ref).sum()
+    return ((out - ref) ** 2).sum() / torch.where(energy > 0, energy, torch.ones_like(energy))
+
+
+def output_distortion(ref: torch.Tensor, out: torch.Tensor, classifier: bool) -> float:
+    """`distortion` as a float."""
+    return float(distortion(ref, out, classifier))
 
 
 def _output(model, x, names: list[str], kind: OutputKind, floor: float, progress) -> dict:
