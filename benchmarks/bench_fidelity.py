@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_fidelity [--model efficientnet_lite0] [--data auto]
         [--clusters 16,32,64,128] [--group-size 16] [--sensitivity activation,output] [--no-gptq] [--samples N]
-        [--json out.json]
+        [--tune-epochs N [--tune-inputs 4096]] [--json out.json]
 
 For each cluster count k, in ONE run on the same inputs: a per-tensor palette with k clusters, a
 grouped palette (k clusters per group of ``--group-size`` output channels; its codebooks cost extra
@@ -10,7 +10,8 @@ bits, counted), and for each ``--sensitivity`` two budgeted palettes (per-layer 
 granularity chosen from that sensitivity's estimates on a disjoint calibration batch, under an
 average of log2(k) bits per weight, codebooks included): nearest-centroid, and GPTQ on the int8
 grid (the palette-int8 export's form); plus the dense model and int8 per-channel round-to-nearest
-as references. Prints bits per weight, agreement with the dense model and accuracy where labelled.
+as references; with ``--tune-epochs``, each GPTQ row also gets a twin whose int8 scales are
+tuned end to end on augmented calibration inputs (`pipeline.palettize.tune`). Prints bits per weight, agreement with the dense model and accuracy where labelled.
 Host CPU only; the machine, threads and load average are printed. Not a test.
 
 The models used in the project's figures: ``efficientnet_lite0`` (natural photos from
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs (default all)")
     p.add_argument("--calibration", type=int, default=1024,
                    help="calibration inputs, at most (default 1024; the image source has 176 views in all)")
+    p.add_argument("--tune-epochs", type=int, default=0,
+                   help="also a tuned twin of every GPTQ row: int8 scales tuned end to end for N epochs")
+    p.add_argument("--tune-inputs", type=int, default=4096, help="augmented calibration inputs to tune on")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -74,12 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_gptq:
                 variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=method,
                                         assignment="gptq", int8_grid=True))
+                if args.tune_epochs:
+                    variants.append(Variant(Method.BUDGET, target_bits=math.log2(k), sensitivity=method,
+                                            assignment="gptq", int8_grid=True, tune_epochs=args.tune_epochs))
     loaded = _load(args.model, False)
-    data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration)
+    data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration,
+                     tuning=args.tune_inputs if args.tune_epochs else 0)
     print(f"# bench_fidelity  host: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, torch threads {args.threads}, CPU only, not simulated")
     print(f"# model: {loaded.name}   data: {data.description}   evaluated: {len(data.x)}   "
-          f"calibration: {len(data.calibration)}   k-means: {args.algorithm}")
+          f"calibration: {len(data.calibration)}   k-means: {args.algorithm}"
+          + (f"   tuning: {len(data.tuning)} augmented inputs" if data.tuning is not None else ""))
     t0 = time.perf_counter()
     task, rows = run_fidelity(loaded, data, variants, base=PalettizeConfig(algorithm=args.algorithm),
                               log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))

@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs")
     p.add_argument("--calibration", type=int, default=128,
                    help="calibration inputs for sensitivities and GPTQ (disjoint from the evaluation set)")
+    p.add_argument("--tune-epochs", type=int, default=0,
+                   help="tune the palettes' scales (int8 grid) or codebooks end to end for this many epochs")
+    p.add_argument("--tune-lr", type=float, default=1e-3, help="learning rate of the tuning")
+    p.add_argument("--tune-inputs", type=int, default=4096,
+                   help="augmented calibration inputs to tune on (with --tune-epochs)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
@@ -68,10 +73,11 @@ def variants_from_args(args: argparse.Namespace) -> list:
     for k in args.clusters:
         out.append(Variant(Method.PALETTE, clusters=k, granularity=args.granularity,
                            group_size=args.group_size if args.granularity == "per_channel_group" else None,
-                           sensitivity=args.sensitivity, assignment=args.assignment, int8_grid=args.int8_grid))
+                           sensitivity=args.sensitivity, assignment=args.assignment, int8_grid=args.int8_grid,
+                           tune_epochs=args.tune_epochs))
     if args.target_bits is not None:
         out.append(Variant(Method.BUDGET, target_bits=args.target_bits, sensitivity=args.sensitivity,
-                           assignment=args.assignment, int8_grid=args.int8_grid))
+                           assignment=args.assignment, int8_grid=args.int8_grid, tune_epochs=args.tune_epochs))
     return out
 
 
@@ -99,10 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1 (got {args.threads})", field="threads")
     torch.set_num_threads(args.threads)
+    base = PalettizeConfig(algorithm=args.algorithm, weight_threshold=args.weight_threshold, seed=args.seed,
+                           tune_epochs=args.tune_epochs, tune_lr=args.tune_lr)
     variants = variants_from_args(args)
-    base = PalettizeConfig(algorithm=args.algorithm, weight_threshold=args.weight_threshold, seed=args.seed)
     loaded = _load(args.model, args.allow_pickle)
-    data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration, seed=args.seed)
+    data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration, seed=args.seed,
+                     tuning=args.tune_inputs if args.tune_epochs else 0)
 
     def log(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)

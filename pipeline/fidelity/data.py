@@ -24,6 +24,8 @@ Sources (``--data``):
 * ``random``: seeded standard-normal inputs of the model's shape (a fallback for any model).
 * ``file:PATH`` (``.npy`` with inputs, or ``.npz`` with ``x`` and optional ``y``): the first
   rows calibrate (``calibration`` of them), the rest evaluate.
+* ``tuning=N`` (CLI ``--tune-inputs``): N augmented calibration inputs for end-to-end tuning
+  (`pipeline.fidelity.augment`), never made from evaluation material.
 * ``auto``: ``default`` for the default model, ``images`` for image models with 3 input channels,
   ``sentences`` for sentence encoders, else ``random``.
 """
@@ -102,6 +104,7 @@ class FidelityData:
     calibration: np.ndarray
     y: np.ndarray | None = None
     description: str = ""
+    tuning: np.ndarray | None = None  # inputs for ``tune_epochs`` (augmented calibration), if asked
 
 
 def resolve_source(source: str, loaded: LoadedModel) -> str:
@@ -118,12 +121,16 @@ def resolve_source(source: str, loaded: LoadedModel) -> str:
 
 
 def load_data(source: str, loaded: LoadedModel, *, samples: int | None = None, calibration: int = 16,
-              seed: int = 0) -> FidelityData:
-    """The evaluation set (at most ``samples`` rows, a seeded subset) and ``calibration`` rows."""
+              seed: int = 0, tuning: int = 0) -> FidelityData:
+    """The evaluation set (at most ``samples`` rows, a seeded subset) and ``calibration`` rows;
+    with ``tuning``, also that many augmented calibration inputs (`pipeline.fidelity.augment`)."""
     if samples is not None and (not isinstance(samples, int) or samples < 1):
         raise ConfigError(f"samples must be a positive integer (got {samples!r})", field="samples")
     if not isinstance(calibration, int) or calibration < 1:
         raise ConfigError(f"calibration must be a positive integer (got {calibration!r})", field="calibration")
+    if isinstance(tuning, bool) or not isinstance(tuning, int) or tuning < 0:
+        raise ConfigError(f"tuning must be a whole number of inputs, 0 for none (got {tuning!r})",
+                          field="tuning")
     kind = resolve_source(source, loaded)
     if kind == "default":
         data = _default(calibration, seed)
@@ -142,6 +149,10 @@ def load_data(source: str, loaded: LoadedModel, *, samples: int | None = None, c
         pick = np.sort(np.random.default_rng(seed).choice(len(data.x), samples, replace=False))
         data.x = data.x[pick]
         data.y = None if data.y is None else data.y[pick]
+    if tuning:
+        from pipeline.fidelity.augment import augmented_calibration
+
+        data.tuning = augmented_calibration(kind, loaded, data.calibration, tuning, seed)
     return data
 
 
@@ -242,7 +253,7 @@ def _images(loaded: LoadedModel, calibration: int, seed: int) -> FidelityData:
         return views, used
 
     eval_views, eval_used = collect([folder / n for n in EVAL_PHOTOS])
-    cal_views, cal_used = collect([folder / n for n in CALIBRATION_PHOTOS] + packaged_photo_paths())
+    cal_views, cal_used = collect(calibration_photo_paths())
     if not eval_used or not cal_used:
         raise DataError(f"scikit-image's photos are missing under {folder}",
                         next_step="Reinstall scikit-image.")
@@ -299,18 +310,29 @@ def _english_sentences(modules: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
-def _sentences(loaded: LoadedModel, calibration: int, seed: int) -> FidelityData:
-    tokenize = loaded.metadata.get("tokenize")
-    if tokenize is None:
-        raise DataError(f"the 'sentences' data source needs a text model; {loaded.name} has no tokenizer",
-                        next_step="Use a sentence-transformers:<name> model, or another --data source.")
+def sentence_split() -> tuple[list[str], list[str]]:
+    """(evaluation sentences, calibration pool): the pool never holds an evaluation sentence."""
     eval_s: list[str] = []
     own_cal: list[str] = []
     for m, s in english_sentences():
         (own_cal if zlib.crc32(m.encode()) % 5 == 0 else eval_s).append(s)
     held = set(eval_s)
     extra = (s for _, s in english_sentences(CALIBRATION_SENTENCE_MODULES))
-    cal_pool = list(dict.fromkeys(s for s in (*own_cal, *extra) if s not in held))
+    return eval_s, list(dict.fromkeys(s for s in (*own_cal, *extra) if s not in held))
+
+
+def calibration_photo_paths() -> list[Path]:
+    """The installed calibration photos (scikit-image's spare ones and the packaged ones)."""
+    folder = skimage_data_dir()
+    return [p for p in [folder / n for n in CALIBRATION_PHOTOS] + packaged_photo_paths() if p.is_file()]
+
+
+def _sentences(loaded: LoadedModel, calibration: int, seed: int) -> FidelityData:
+    tokenize = loaded.metadata.get("tokenize")
+    if tokenize is None:
+        raise DataError(f"the 'sentences' data source needs a text model; {loaded.name} has no tokenizer",
+                        next_step="Use a sentence-transformers:<name> model, or another --data source.")
+    eval_s, cal_pool = sentence_split()
     if len(eval_s) < 20 or not cal_pool:
         raise DataError(f"found only {len(eval_s)} usable docstring sentences",
                         next_step="Use --data file:ids.npy with token ids instead.")

@@ -51,6 +51,7 @@ class Variant:
     int8_grid: bool = False  # centroids on each output channel's int8 grid (palette-int8 export)
     algorithm: str | None = None  # k-means for this variant ("optimal" | "lloyd"); None: the base config's
     assignment: Assignment = Assignment.NEAREST
+    tune_epochs: int = 0  # end-to-end tuning of scales / codebooks (`pipeline.palettize.tune`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
@@ -71,6 +72,7 @@ class Variant:
         sens = "" if self.sensitivity is SensitivityMethod.NONE else f" +{self.sensitivity.value}"
         sens += " int8-grid" if self.int8_grid else ""
         sens += " gptq" if self.assignment is Assignment.GPTQ else ""
+        sens += f" tuned x{self.tune_epochs}" if self.tune_epochs else ""
         sens += f" ({self.algorithm})" if self.algorithm else ""
         if self.method is Method.BUDGET:
             return f"budget <={self.target_bits:g} bits{sens}"
@@ -81,7 +83,7 @@ class Variant:
         if self.algorithm is not None:
             base = dataclasses.replace(base, algorithm=self.algorithm)
         base = dataclasses.replace(base, sensitivity=self.sensitivity, assignment=self.assignment,
-                                   int8_grid=self.int8_grid)
+                                   int8_grid=self.int8_grid, tune_epochs=self.tune_epochs)
         if self.method is Method.BUDGET:
             return dataclasses.replace(base, granularity=Granularity.PER_TENSOR, group_size=None,
                                        target_bits=float(self.target_bits))
@@ -203,10 +205,14 @@ def run_fidelity(
             out = predict(model, data.x)
         else:
             result = palettize(module, v.palettize_config(base), calibration=data.calibration,
-                               sample_weights=sensitivities(v.sensitivity))
+                               sample_weights=sensitivities(v.sensitivity), tuning=data.tuning)
             if result.budget is not None:
                 hist = result.budget.histogram()
                 notes = ", ".join(f"{k}:{n}" for k, n in sorted(hist.items(), key=lambda kv: -kv[1])[:4])
+            if result.tune is not None:
+                t_ = result.tune
+                notes = ", ".join(x for x in (notes, f"tune loss {t_.loss_before:.3g}->{t_.loss_after:.3g} "
+                                              f"(epoch {t_.epoch_kept})") if x)
             bpw = bits_per_weight(result.palettes)
             out = predict(result.model, data.x)
         metrics = compare(ref, out, task, data.y)

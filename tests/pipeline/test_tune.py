@@ -137,3 +137,54 @@ def test_tuned_int8_palettes_export_and_verify(tmp_path) -> None:
                            palettize_config=result.config.to_dict())
     assert bundle.verification is not None and bundle.verification.passed, bundle.verification
 
+
+# ------------------------------------------------------------------------------------------------
+# augmented calibration inputs (`pipeline.fidelity.augment`)
+
+
+def test_augmented_sentences_come_from_the_calibration_pool_only() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.fidelity.augment import augmented_calibration
+    from pipeline.fidelity.data import sentence_split
+
+    loaded = SimpleNamespace(name="words", metadata={"tokenize": lambda ss: np.array(ss, dtype=object)})
+    evaluation, pool = sentence_split()
+    texts = list(augmented_calibration("sentences", loaded, np.array([]), 600, seed=0))
+    assert len(texts) == 600 and len(set(texts)) > 500
+    assert not set(texts) & set(evaluation)
+    pool_words = {w for s in pool for w in s.split()}
+    assert all(set(t.split()) <= pool_words for t in texts)
+    plain = sum(t in set(pool) for t in texts)
+    assert 150 < plain < 450  # about 35 % left as they are; the rest joined with another one or thinned
+    again = list(augmented_calibration("sentences", loaded, np.array([]), 600, seed=0))
+    assert again == texts  # seeded
+
+
+def test_augmented_photos_are_crops_of_calibration_photos_in_the_model_range() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.fidelity.augment import augmented_calibration, random_crop
+
+    rng = np.random.default_rng(0)
+    img = rng.random((60, 90, 3)).astype(np.float32)
+    crops = [random_crop(img, (24, 32), rng) for _ in range(50)]
+    assert all(c.shape == (24, 32, 3) and c.min() >= 0 and c.max() <= 1 for c in crops)
+    assert len({c.tobytes() for c in crops}) == 50
+    loaded = SimpleNamespace(input_shape=(1, 3, 32, 32), input_mean=(0.5, 0.5, 0.5), input_std=(0.25, 0.25, 0.25))
+    x = augmented_calibration("images", loaded, np.zeros((1, 3, 32, 32), np.float32), 40, seed=0)
+    assert x.shape == (40, 3, 32, 32) and x.dtype == np.float32
+    assert -2.0 - 1e-6 <= x.min() and x.max() <= 2.0 + 1e-6  # (pixel - 0.5) / 0.25 for pixels in [0, 1]
+    np.testing.assert_array_equal(x, augmented_calibration("images", loaded, x[:1], 40, seed=0))
+
+
+def test_load_data_tuning_inputs_for_the_default_model() -> None:
+    from pipeline.fidelity.data import load_data
+    from pipeline.sources import load_model
+
+    loaded = load_model("default")
+    data = load_data("auto", loaded, calibration=16, tuning=200)
+    assert data.tuning.shape[0] == 200 and data.tuning.shape[1:] == data.calibration.shape[1:]
+    assert load_data("auto", loaded, calibration=16).tuning is None
+    with pytest.raises(ConfigError, match="tuning must be"):
+        load_data("auto", loaded, calibration=16, tuning=-5)
