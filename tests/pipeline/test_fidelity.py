@@ -106,6 +106,19 @@ def test_cli_end_to_end_default_model(tmp_path: Path, capsys) -> None:
     assert not list(out.parent.glob(".fidelity.json.*"))  # no temp file left behind
 
 
+def test_cli_tuned_rows(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "fidelity.json"
+    code = run_cli(main, ["--model", "default", "--clusters", "8", "--int8-grid", "--tune-epochs", "1",
+                          "--tune-inputs", "96", "--samples", "100", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rows = {r["config"]: r for r in json.loads(out.read_text())["rows"]}
+    row = rows["k=8 per-tensor int8-grid tuned x1"]
+    assert "tune loss" in row["notes"] and row["bits_per_weight"] < 3.5
+    assert run_cli(main, ["--model", "default", "--tune-epochs", "1", "--tune-lr", "-1"]) == 2
+    assert "tune_lr must be" in capsys.readouterr().err
+
+
 def test_cli_bad_input_is_one_readable_line(capsys) -> None:
     code = run_cli(main, ["--model", "default", "--data", "nonsense", "--samples", "5"])
     err = capsys.readouterr().err

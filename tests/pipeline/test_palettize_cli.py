@@ -90,6 +90,21 @@ def test_budget_sensitivity_and_gptq_from_the_command_line(tmp_path: Path, capsy
     assert abs(report["accuracy"]["delta"]) <= 0.02
 
 
+@pytest.mark.slow  # tunes the default model's int8 scales for one epoch, scores 200 test images
+def test_tuning_from_the_command_line(tmp_path: Path, capsys, default_model) -> None:
+    out_dir = tmp_path / "o"
+    code, stdout, stderr = run(["--clusters", "8", "--int8-grid", "--tune-epochs", "1", "--tune-inputs", "160",
+                                "--calibration", "16", "--eval-samples", "200", "--out", str(out_dir)], capsys)
+    assert code == 0, stderr
+    assert "calibration: 16 inputs from --data default; tuning on 160 augmented ones" in stdout
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["config"]["tune_epochs"] == 1 and report["config"]["tune_lr"] == 0.001
+    tune = report["tune"]
+    assert tune["inputs"] + tune["held_back"] == 160 and tune["loss_after"] <= tune["loss_before"]
+    assert load_palette_config(out_dir / "palettes.safetensors").tune_epochs == 1
+    assert report["bits_per_weight"] <= 3.5  # 3-bit indices, int8 codebook and scales: tuning adds nothing
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -103,6 +118,9 @@ def test_budget_sensitivity_and_gptq_from_the_command_line(tmp_path: Path, capsy
         (["--include", r"blocks\.99\."], "matches no Linear/Conv2d weight"),
         (["--model", "no/such/model.pt"], "does not exist"),
         (["--weight-threshold", "100000000"], "nothing to palettize"),
+        (["--tune-epochs", "-2"], "tune_epochs must be an integer"),
+        (["--tune-epochs", "1", "--tune-lr", "5"], "tune_lr must be a learning rate"),
+        (["--tune-epochs", "1", "--tune-inputs", "0"], "--tune-inputs must be a positive integer"),
     ],
 )
 def test_bad_input_gives_one_line_and_writes_nothing(tmp_path: Path, capsys, args, expected) -> None:
