@@ -106,6 +106,13 @@ def _int(field: str, value: Any, lo: int, hi: int | None, why: str = "") -> int:
     return value
 
 
+def _number(field: str, value: Any, ok: Any, what: str, next_step: str) -> float:
+    """``value`` as a float when it is a finite real number that ``ok`` accepts, else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"{field} must be {what} (got {value!r})", next_step=next_step, field=field, value=value)
+    return float(value)
+
+
 def _patterns(field: str, value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -169,16 +176,11 @@ class PalettizeConfig:
         put(self, "algorithm", _enum("algorithm", Algorithm, self.algorithm))
         put(self, "sensitivity", _enum("sensitivity", Sensitivity, self.sensitivity))
         put(self, "assignment", _enum("assignment", Assignment, self.assignment))
-        t = self.target_bits
-        if t is not None:
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 1 <= t <= 16:
-                raise ConfigError(
-                    f"target_bits must be an average number of bits per weight from 1 to 16 (got {t!r})",
-                    next_step="Set target_bits to e.g. 6, or leave it unset for one cluster count everywhere.",
-                    field="target_bits",
-                    value=t,
-                )
-            put(self, "target_bits", float(t))
+        if self.target_bits is not None:
+            put(self, "target_bits", _number(
+                "target_bits", self.target_bits, lambda t: 1 <= t <= 16,
+                "an average number of bits per weight from 1 to 16",
+                "Set target_bits to e.g. 6, or leave it unset for one cluster count everywhere."))
         if self.granularity is Granularity.PER_CHANNEL_GROUP:
             if self.group_size is None:
                 raise ConfigError(
@@ -196,15 +198,8 @@ class PalettizeConfig:
             )
         _int("weight_threshold", self.weight_threshold, 0, None)
         _int("tune_epochs", self.tune_epochs, 0, 1000)
-        lr = self.tune_lr
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
-            raise ConfigError(
-                f"tune_lr must be a learning rate above 0 and at most 1 (got {lr!r})",
-                next_step="Set tune_lr to e.g. 0.001 (the default).",
-                field="tune_lr",
-                value=lr,
-            )
-        put(self, "tune_lr", float(lr))
+        put(self, "tune_lr", _number("tune_lr", self.tune_lr, lambda lr: 0 < lr <= 1,
+                                     "a learning rate above 0 and at most 1", "Set tune_lr to e.g. 0.001 (the default)."))
         _int("seed", self.seed, 0, None)
         if not isinstance(self.int8_grid, bool):
             raise ConfigError(
