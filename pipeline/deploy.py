@@ -157,6 +157,8 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
         pal_configs[mode] = pal.to_dict()
         if pal.needs_calibration:  # the inputs are part of what a bundle is made from
             pal_configs[mode]["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
+            if pal.tune_epochs:
+                pal_configs[mode]["calibration"]["tuning_rows"] = cfg.tune_inputs
 
     bundles_dir = out / "bundles"
     bundles_dir.mkdir(parents=True, exist_ok=True)
@@ -169,14 +171,18 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     wanted = sorted({m for (f, m), manifest in reusable.items() if manifest is None and m != "dense"})
     applied = dict(pal_configs)
     with steps.step("palettize", total=max(1, len(wanted))) as advance:
-        calibration = None
+        calibration = tuning = None
         if any(requested[m].needs_calibration for m in wanted):
             from pipeline.fidelity.data import load_data
 
-            calibration = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration).calibration
-            steps.log(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})")
+            tune = any(requested[m].tune_epochs for m in wanted)
+            data = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration,
+                             tuning=cfg.tune_inputs if tune else 0)
+            calibration, tuning = data.calibration, data.tuning
+            steps.log(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})"
+                      + (f", tuning on {len(tuning)} augmented ones" if tuning is not None else ""))
         for mode in wanted:
-            result = palettize(module, requested[mode], calibration=calibration)
+            result = palettize(module, requested[mode], calibration=calibration, tuning=tuning)
             palettes[mode] = result.palettes
             if result.budget is not None:  # the manifest records the layout chosen, layer by layer
                 applied[mode] = {**pal_configs[mode], **result.config.to_dict()}

@@ -61,6 +61,8 @@ class DeployConfig:
     assignment: str = "nearest"
     calibration: int = 128
     calibration_data: str = "auto"
+    tune_epochs: int = 0  # end-to-end tuning of the palettes on augmented calibration inputs
+    tune_inputs: int = 4096
 
     def __post_init__(self) -> None:
         numbers = ("clusters", "threads", "runs", "warmup", "min_duration_s", "cooldown_s", "thermal_timeout_s",
@@ -94,6 +96,8 @@ class DeployConfig:
             (self.auth_timeout_s > 0, "auth_timeout_s", "seconds > 0"),
             (isinstance(self.calibration, int) and not isinstance(self.calibration, bool) and self.calibration >= 1,
              "calibration", "an integer >= 1"),
+            (isinstance(self.tune_inputs, int) and not isinstance(self.tune_inputs, bool) and self.tune_inputs >= 1,
+             "tune_inputs", "an integer >= 1"),
         ]
         for ok, name, allowed in checks:
             if not ok:
@@ -106,7 +110,7 @@ class DeployConfig:
 
         return PalettizeConfig(clusters=self.clusters, int8_grid=(mode == "palette-int8"),
                                target_bits=self.target_bits, sensitivity=self.sensitivity,
-                               assignment=self.assignment)
+                               assignment=self.assignment, tune_epochs=self.tune_epochs)
 
     def run_settings(self):
         """The device_runner settings for each job (one place that maps deploy names to runner names)."""
@@ -197,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration inputs for --sensitivity / --assignment gptq (default 128)")
     p.add_argument("--calibration-data", dest="calibration_data", default=S,
                    help="where calibration inputs come from: auto | default | images | sentences | random | file:PATH")
+    p.add_argument("--tune-epochs", dest="tune_epochs", type=int, default=S,
+                   help="palette modes: tune the scales (int8) or codebooks end to end for N epochs (default 0)")
+    p.add_argument("--tune-inputs", dest="tune_inputs", type=int, default=S,
+                   help="augmented calibration inputs --tune-epochs tunes on (default 4096)")
     p.add_argument("--config", default=None, help="YAML file with any of these settings (flags win)")
     return p
 

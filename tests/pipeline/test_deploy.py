@@ -235,7 +235,7 @@ def test_config_yaml_unknown_keys_are_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", [dict(clusters=1), dict(formats="onnx,coreml"), dict(modes=""), dict(threads=0),
                                  dict(target_bits=0), dict(sensitivity="hessian"), dict(assignment="exact"),
-                                 dict(calibration=0)])
+                                 dict(calibration=0), dict(tune_epochs=-1), dict(tune_inputs=0)])
 def test_impossible_settings_name_the_field(bad: dict) -> None:
     with pytest.raises(ConfigError) as info:
         DeployConfig(**bad)
@@ -339,3 +339,18 @@ def test_budgeted_gptq_palettes_deploy_and_record_their_layout(tmp_path: Path) -
     assert [b.reused for b in again.bundles] == [True]
     other = run_deploy(parse_args([a if a != "5" else "6" for a in args]))
     assert [b.reused for b in other.bundles] == [False]
+
+
+def test_tuned_palettes_deploy_and_record_the_tuning(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--device", "sim", "--out", str(out), "--formats", "onnx", "--modes", "palette-int8",
+            "--clusters", "16", "--tune-epochs", "1", "--tune-inputs", "64", "--calibration", "16",
+            "--runs", "2", "--warmup", "0", "--min-duration-s", "0", "--cooldown-s", "0", "--eval-limit", "100"]
+    outcome = run_deploy(parse_args(args))
+    assert [r["status"] for r in outcome.results] == ["ok"]
+    manifest = json.loads((out / "bundles" / "onnx-palette-int8" / "manifest.json").read_text())
+    recorded = manifest["palettize_config"]
+    assert recorded["tune_epochs"] == 1 and recorded["int8_grid"] is True
+    assert recorded["calibration"] == {"source": "auto", "rows": 16, "tuning_rows": 64}
+    untuned = run_deploy(parse_args([a if a != "1" else "0" for a in args]))  # --tune-epochs 0
+    assert [b.reused for b in untuned.bundles] == [False]  # tuning is part of what a bundle is made from
