@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {os.getloadavg()[0]:.1f}, torch threads {args.threads}, CPU only, not simulated")
     print(f"# model: {loaded.name}   data: {data.description}   evaluated: {len(data.x)}   "
           f"calibration: {len(data.calibration)}   k-means: {args.algorithm}"
-          + (f"   tuning: {len(data.tuning)} augmented inputs" if data.tuning is not None else ""))
+          + (f"   tuning inputs: {len(data.tuning)}" if data.tuning is not None else ""))
     t0 = time.perf_counter()
     task, rows = run_fidelity(loaded, data, variants, base=PalettizeConfig(algorithm=args.algorithm),
                               log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
