@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_fidelity [--model efficientnet_lite0] [--data auto]
         [--clusters 16,32,64,128] [--group-size 16] [--sensitivity activation,output] [--no-gptq] [--samples N]
-        [--tune-epochs N [--tune-inputs 4096]] [--json out.json]
+        [--augment N] [--tune-epochs N [--tune-inputs 4096]] [--json out.json]
 
 For each cluster count k, in ONE run on the same inputs: a per-tensor palette with k clusters, a
 grouped palette (k clusters per group of ``--group-size`` output channels; its codebooks cost extra
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs (default all)")
     p.add_argument("--calibration", type=int, default=1024,
                    help="calibration inputs, at most (default 1024; the image source has 176 views in all)")
+    p.add_argument("--augment", type=int, default=0,
+                   help="add this many augmented calibration inputs to the calibration batch")
     p.add_argument("--tune-epochs", type=int, default=0,
                    help="also a tuned twin of every GPTQ row: int8 scales tuned end to end for N epochs")
     p.add_argument("--tune-inputs", type=int, default=4096, help="augmented calibration inputs to tune on")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                                             assignment="gptq", int8_grid=True, tune_epochs=args.tune_epochs))
     loaded = _load(args.model, False)
     data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration,
-                     tuning=args.tune_inputs if args.tune_epochs else 0)
+                     tuning=args.tune_inputs if args.tune_epochs else 0, augment=args.augment)
     print(f"# bench_fidelity  host: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, torch threads {args.threads}, CPU only, not simulated")
     print(f"# model: {loaded.name}   data: {data.description}   evaluated: {len(data.x)}   "

@@ -157,6 +157,8 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
         pal_configs[mode] = pal.to_dict()
         if pal.needs_calibration:  # the inputs are part of what a bundle is made from
             pal_configs[mode]["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
+            if cfg.calibration_augment:
+                pal_configs[mode]["calibration"]["augmented_rows"] = cfg.calibration_augment
             if pal.tune_epochs:
                 pal_configs[mode]["calibration"]["tuning_rows"] = cfg.tune_inputs
 
@@ -177,7 +179,7 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
 
             tune = any(requested[m].tune_epochs for m in wanted)
             data = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration,
-                             tuning=cfg.tune_inputs if tune else 0)
+                             tuning=cfg.tune_inputs if tune else 0, augment=cfg.calibration_augment)
             calibration, tuning = data.calibration, data.tuning
             steps.log(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})"
                       + (f", tuning on {len(tuning)} augmented ones" if tuning is not None else ""))

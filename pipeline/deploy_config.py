@@ -61,6 +61,7 @@ class DeployConfig:
     assignment: str = "nearest"
     calibration: int = 128
     calibration_data: str = "auto"
+    calibration_augment: int = 0  # augmented inputs added to the calibration batch
     tune_epochs: int = 0  # end-to-end tuning of the palettes on augmented calibration inputs
     tune_inputs: int = 4096
 
@@ -96,6 +97,8 @@ class DeployConfig:
             (self.auth_timeout_s > 0, "auth_timeout_s", "seconds > 0"),
             (isinstance(self.calibration, int) and not isinstance(self.calibration, bool) and self.calibration >= 1,
              "calibration", "an integer >= 1"),
+            (isinstance(self.calibration_augment, int) and not isinstance(self.calibration_augment, bool)
+             and self.calibration_augment >= 0, "calibration_augment", "an integer >= 0"),
             (isinstance(self.tune_inputs, int) and not isinstance(self.tune_inputs, bool) and self.tune_inputs >= 1,
              "tune_inputs", "an integer >= 1"),
         ]
@@ -201,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration inputs for --sensitivity / --assignment gptq (default 128)")
     p.add_argument("--calibration-data", dest="calibration_data", default=S,
                    help="where calibration inputs come from: auto | default | images | sentences | random | file:PATH")
+    p.add_argument("--calibration-augment", dest="calibration_augment", type=int, default=S,
+                   help="add this many augmented inputs (photo crops, changed sentences) to the calibration batch")
     p.add_argument("--tune-epochs", dest="tune_epochs", type=int, default=S,
                    help="palette modes: tune the scales (int8) or codebooks end to end for N epochs (default 0)")
     p.add_argument("--tune-inputs", dest="tune_inputs", type=int, default=S,

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None, help="evaluate on at most this many inputs")
     p.add_argument("--calibration", type=int, default=128,
                    help="calibration inputs for sensitivities and GPTQ (disjoint from the evaluation set)")
+    p.add_argument("--augment", type=int, default=0,
+                   help="add this many augmented calibration inputs (crops of the calibration photos, changed "
+                   "sentences) to the calibration batch")
     p.add_argument("--tune-epochs", type=int, default=0,
                    help="tune the palettes' scales (int8 grid) or codebooks end to end for this many epochs")
     p.add_argument("--tune-lr", type=float, default=1e-3, help="learning rate of the tuning")
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = variants_from_args(args)
     loaded = _load(args.model, args.allow_pickle)
     data = load_data(args.data, loaded, samples=args.samples, calibration=args.calibration, seed=args.seed,
-                     tuning=args.tune_inputs if args.tune_epochs else 0)
+                     tuning=args.tune_inputs if args.tune_epochs else 0, augment=args.augment)
 
     def log(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)

@@ -25,7 +25,9 @@ Sources (``--data``):
 * ``file:PATH`` (``.npy`` with inputs, or ``.npz`` with ``x`` and optional ``y``): the first
   rows calibrate (``calibration`` of them), the rest evaluate.
 * ``tuning=N`` (CLI ``--tune-inputs``): N augmented calibration inputs for end-to-end tuning
-  (`pipeline.fidelity.augment`), never made from evaluation material.
+  (`pipeline.fidelity.augment`), never made from evaluation material; ``augment=N`` (CLI
+  ``--augment``) adds N other augmented inputs to the calibration batch itself, so sensitivities
+  and GPTQ's statistics see them too (for models whose calibration material is a few photos).
 * ``auto``: ``default`` for the default model, ``images`` for image models with 3 input channels,
   ``sentences`` for sentence encoders, else ``random``.
 """
@@ -48,6 +50,8 @@ from pipeline.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from pipeline.sources import LoadedModel
 
+#: seeds the ``augment`` draws apart from the ``tuning`` ones
+AUGMENT_SEED_OFFSET = 1000
 DATA_SOURCES = ("auto", "default", "images", "sentences", "random", "file:PATH")
 
 #: photos in skimage/data used for evaluation, and the disjoint set used for calibration
@@ -121,16 +125,17 @@ def resolve_source(source: str, loaded: LoadedModel) -> str:
 
 
 def load_data(source: str, loaded: LoadedModel, *, samples: int | None = None, calibration: int = 16,
-              seed: int = 0, tuning: int = 0) -> FidelityData:
+              seed: int = 0, tuning: int = 0, augment: int = 0) -> FidelityData:
     """The evaluation set (at most ``samples`` rows, a seeded subset) and ``calibration`` rows;
-    with ``tuning``, also that many augmented calibration inputs (`pipeline.fidelity.augment`)."""
+    with ``tuning``, also that many augmented calibration inputs (`pipeline.fidelity.augment`);
+    with ``augment``, that many more augmented inputs join the calibration rows."""
     if samples is not None and (not isinstance(samples, int) or samples < 1):
         raise ConfigError(f"samples must be a positive integer (got {samples!r})", field="samples")
     if not isinstance(calibration, int) or calibration < 1:
         raise ConfigError(f"calibration must be a positive integer (got {calibration!r})", field="calibration")
-    if isinstance(tuning, bool) or not isinstance(tuning, int) or tuning < 0:
-        raise ConfigError(f"tuning must be a whole number of inputs, 0 for none (got {tuning!r})",
-                          field="tuning")
+    for name, n in (("tuning", tuning), ("augment", augment)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"{name} must be a whole number of inputs, 0 for none (got {n!r})", field=name)
     kind = resolve_source(source, loaded)
     if kind == "default":
         data = _default(calibration, seed)
@@ -149,10 +154,15 @@ def load_data(source: str, loaded: LoadedModel, *, samples: int | None = None, c
         pick = np.sort(np.random.default_rng(seed).choice(len(data.x), samples, replace=False))
         data.x = data.x[pick]
         data.y = None if data.y is None else data.y[pick]
-    if tuning:
+    if tuning or augment:
         from pipeline.fidelity.augment import augmented_calibration
-
+    if tuning:
         data.tuning = augmented_calibration(kind, loaded, data.calibration, tuning, seed)
+    if augment:
+        extra = augmented_calibration(kind, loaded, data.calibration, augment, seed + AUGMENT_SEED_OFFSET)
+        if extra is not data.calibration:  # file: sources have nothing to augment with
+            data.calibration = np.concatenate([data.calibration, extra])
+            data.description += f" (+{len(extra)} augmented)"
     return data
 
 

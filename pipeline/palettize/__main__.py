@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="auto", help="calibration inputs for --sensitivity / --assignment gptq: "
                    "auto | default | images | sentences | random | file:PATH (default auto)")
     p.add_argument("--calibration", type=int, default=128, help="calibration inputs to use (default 128)")
+    p.add_argument("--augment", type=int, default=0,
+                   help="add this many augmented inputs (crops of the calibration photos, changed sentences) "
+                   "to the calibration batch (default 0)")
     p.add_argument("--tune-epochs", type=int, help="after clustering, tune the int8 scales (or codebooks) end to "
                    "end on calibration inputs for N epochs, every index kept (default 0: off)")
     p.add_argument("--tune-lr", type=float, help="learning rate of --tune-epochs (default 0.001)")
@@ -234,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.fidelity.data import load_data
 
         data = load_data(args.data, loaded, calibration=args.calibration,
-                         tuning=args.tune_inputs if config.tune_epochs else 0)
+                         tuning=args.tune_inputs if config.tune_epochs else 0, augment=args.augment)
         calibration, tuning = data.calibration, data.tuning
         console.print(f"calibration: {len(calibration)} inputs from --data {data.name}"
                       + (f"; tuning on {len(tuning)} augmented ones" if tuning is not None else ""))

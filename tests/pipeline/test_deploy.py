@@ -235,7 +235,8 @@ def test_config_yaml_unknown_keys_are_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", [dict(clusters=1), dict(formats="onnx,coreml"), dict(modes=""), dict(threads=0),
                                  dict(target_bits=0), dict(sensitivity="hessian"), dict(assignment="exact"),
-                                 dict(calibration=0), dict(tune_epochs=-1), dict(tune_inputs=0)])
+                                 dict(calibration=0), dict(tune_epochs=-1), dict(tune_inputs=0),
+                                 dict(calibration_augment=-3)])
 def test_impossible_settings_name_the_field(bad: dict) -> None:
     with pytest.raises(ConfigError) as info:
         DeployConfig(**bad)

@@ -188,3 +188,21 @@ def test_load_data_tuning_inputs_for_the_default_model() -> None:
     assert load_data("auto", loaded, calibration=16).tuning is None
     with pytest.raises(ConfigError, match="tuning must be"):
         load_data("auto", loaded, calibration=16, tuning=-5)
+
+
+def test_load_data_augment_adds_augmented_rows_to_the_calibration_batch_only() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.fidelity.data import load_data
+
+    loaded = SimpleNamespace(name="rgb", metadata={}, input_shape=(1, 3, 32, 32), input_mean=(0.5, 0.5, 0.5),
+                             input_std=(0.25, 0.25, 0.25))
+    plain = load_data("images", loaded, calibration=16)
+    more = load_data("images", loaded, calibration=16, augment=40)
+    np.testing.assert_array_equal(more.x, plain.x)  # the evaluation set does not move
+    assert len(more.calibration) == 56 and "+40 augmented" in more.description
+    np.testing.assert_array_equal(more.calibration[:16], plain.calibration)
+    tuned = load_data("images", loaded, calibration=16, augment=40, tuning=40)
+    assert not np.array_equal(tuned.tuning, tuned.calibration[16:])  # separate draws
+    with pytest.raises(ConfigError, match="augment must be"):
+        load_data("images", loaded, calibration=16, augment=-1)
