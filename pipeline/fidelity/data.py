@@ -50,8 +50,6 @@ from pipeline.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from pipeline.sources import LoadedModel
 
-#: seeds the ``augment`` draws apart from the ``tuning`` ones
-AUGMENT_SEED_OFFSET = 1000
 DATA_SOURCES = ("auto", "default", "images", "sentences", "random", "file:PATH")
 
 #: photos in skimage/data used for evaluation, and the disjoint set used for calibration
@@ -154,13 +152,14 @@ def load_data(source: str, loaded: LoadedModel, *, samples: int | None = None, c
         pick = np.sort(np.random.default_rng(seed).choice(len(data.x), samples, replace=False))
         data.x = data.x[pick]
         data.y = None if data.y is None else data.y[pick]
-    if tuning or augment:
+    if tuning or augment:  # one draw (photos and sentences read once): the tuning rows, then the extra ones
         from pipeline.fidelity.augment import augmented_calibration
-    if tuning:
-        data.tuning = augmented_calibration(kind, loaded, data.calibration, tuning, seed)
-    if augment:
-        extra = augmented_calibration(kind, loaded, data.calibration, augment, seed + AUGMENT_SEED_OFFSET)
-        if extra is not data.calibration:  # file: sources have nothing to augment with
+
+        rows = augmented_calibration(kind, loaded, data.calibration, tuning + augment, seed)
+        if tuning:
+            data.tuning = rows if rows is data.calibration else rows[:tuning]
+        if augment and rows is not data.calibration:  # file: sources have nothing to augment with
+            extra = rows[tuning:]
             data.calibration = np.concatenate([data.calibration, extra])
             data.description += f" (+{len(extra)} augmented)"
     return data
