@@ -157,12 +157,16 @@ class NightSettings:
     assignment: str = "nearest"
     calibration: int = 128
     calibration_data: str = "auto"
+    calibration_augment: int = 0
+    tune_epochs: int = 0
+    tune_inputs: int = 4096
 
     def deploy_fields(self) -> dict[str, Any]:
         """The `DeployConfig` fields these settings set for a model's bundles."""
         return {"clusters": self.clusters, "eval_limit": self.eval_limit, "target_bits": self.target_bits,
                 "sensitivity": self.sensitivity, "assignment": self.assignment, "calibration": self.calibration,
-                "calibration_data": self.calibration_data}
+                "calibration_data": self.calibration_data, "calibration_augment": self.calibration_augment,
+                "tune_epochs": self.tune_epochs, "tune_inputs": self.tune_inputs}
 
     def __post_init__(self) -> None:
         checks = [

@@ -53,6 +53,8 @@ def test_job_keys_do_not_depend_on_the_rest_of_the_matrix() -> None:
     ({"phones": ["1.2.3.4:5555"], "settings": {"runz": 3}}, ["runz", "known keys"]),
     ({"phones": ["1.2.3.4:5555"], "settings": {"sensitivity": "hessian"}}, ["settings", "hessian", "output"]),
     ({"phones": ["1.2.3.4:5555"], "settings": {"target_bits": -1}}, ["settings", "target_bits"]),
+    ({"phones": ["1.2.3.4:5555"], "settings": {"tune_epochs": -2}}, ["settings", "tune_epochs"]),
+    ({"phones": ["1.2.3.4:5555"], "settings": {"calibration_augment": -1}}, ["settings", "calibration_augment"]),
     ({"phones": ["1.2.3.4:5555", "1.2.3.4:5555"]}, ["twice"]),
     ({"phones": [{"name": "a"}]}, ["no address"]),
     ({"phones": [{"address": "1.2.3.4:5555", "profile": "iphone"}]}, ["iphone", "pixel"]),
@@ -346,10 +348,13 @@ def test_importing_nightly_stays_light() -> None:
 
 def test_fidelity_settings_reach_the_deploy_config_of_each_model() -> None:
     farm = parse_farm_mapping({"phones": ["10.0.0.1:5555"], "settings": {
-        "target_bits": 6, "sensitivity": "output", "assignment": "gptq", "calibration": 64}})
+        "target_bits": 6, "sensitivity": "output", "assignment": "gptq", "calibration": 64,
+        "calibration-augment": 32, "tune_epochs": 2, "tune_inputs": 256}})
     fields = farm.settings.deploy_fields()
     assert fields["target_bits"] == 6 and fields["sensitivity"] == "output" and fields["assignment"] == "gptq"
     from pipeline.deploy_config import DeployConfig
 
-    pal = DeployConfig(**fields).palettize_config("palette-int8")
-    assert pal.target_bits == 6 and pal.int8_grid and pal.needs_calibration
+    cfg = DeployConfig(**fields)
+    assert (cfg.calibration_augment, cfg.tune_epochs, cfg.tune_inputs) == (32, 2, 256)
+    pal = cfg.palettize_config("palette-int8")
+    assert pal.target_bits == 6 and pal.int8_grid and pal.needs_calibration and pal.tune_epochs == 2
