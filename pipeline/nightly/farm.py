@@ -137,6 +137,11 @@ class Matrix:
         object.__setattr__(self, "threads", threads)
 
 
+#: the settings that are `DeployConfig` fields of the same name and meaning
+DEPLOY_SETTINGS = ("clusters", "eval_limit", "target_bits", "sensitivity", "assignment", "calibration",
+                   "calibration_data", "calibration_augment", "tune_epochs", "tune_inputs")
+
+
 @dataclass(frozen=True)
 class NightSettings:
     """How each job is measured (the same meaning as in ``pipeline.deploy``)."""
@@ -163,10 +168,7 @@ class NightSettings:
 
     def deploy_fields(self) -> dict[str, Any]:
         """The `DeployConfig` fields these settings set for a model's bundles."""
-        return {"clusters": self.clusters, "eval_limit": self.eval_limit, "target_bits": self.target_bits,
-                "sensitivity": self.sensitivity, "assignment": self.assignment, "calibration": self.calibration,
-                "calibration_data": self.calibration_data, "calibration_augment": self.calibration_augment,
-                "tune_epochs": self.tune_epochs, "tune_inputs": self.tune_inputs}
+        return {name: getattr(self, name) for name in DEPLOY_SETTINGS}
 
     def __post_init__(self) -> None:
         checks = [
