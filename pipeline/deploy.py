@@ -141,7 +141,7 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
 
     from converters.bundle import export_bundle
     from converters.errors import ExportUnavailableError
-    from pipeline.palettize import palettize
+    from pipeline.palette_modes import palettize_modes, recorded_configs, requested_configs
     from pipeline.sources import load_model
 
     with steps.step("load model"):
@@ -151,16 +151,8 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
         skipped = skipped if skipped is not None else []
         example = loaded.example_input(batch=1, seed=0)
 
-    requested = {mode: cfg.palettize_config(mode) for mode in cfg.modes if mode != "dense"}
-    pal_configs: dict[str, dict | None] = {"dense": None}
-    for mode, pal in requested.items():
-        pal_configs[mode] = pal.to_dict()
-        if pal.needs_calibration:  # the inputs are part of what a bundle is made from
-            pal_configs[mode]["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
-            if cfg.calibration_augment:
-                pal_configs[mode]["calibration"]["augmented_rows"] = cfg.calibration_augment
-            if pal.tune_epochs:
-                pal_configs[mode]["calibration"]["tuning_rows"] = cfg.tune_inputs
+    requested = requested_configs(cfg, cfg.modes)
+    pal_configs = recorded_configs(cfg, requested)
 
     bundles_dir = out / "bundles"
     bundles_dir.mkdir(parents=True, exist_ok=True)
@@ -169,26 +161,10 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     reusable = {job: _reusable(bundles_dir / f"{job[0]}-{job[1]}", keys[job]) for job in jobs}
 
     # palettize only for modes that still need exporting (the slow step on big models)
-    palettes: dict[str, Any] = {}
     wanted = sorted({m for (f, m), manifest in reusable.items() if manifest is None and m != "dense"})
-    applied = dict(pal_configs)
     with steps.step("palettize", total=max(1, len(wanted))) as advance:
-        calibration = tuning = None
-        if any(requested[m].needs_calibration for m in wanted):
-            from pipeline.fidelity.data import load_data
-
-            tune = any(requested[m].tune_epochs for m in wanted)
-            data = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration,
-                             tuning=cfg.tune_inputs if tune else 0, augment=cfg.calibration_augment)
-            calibration, tuning = data.calibration, data.tuning
-            steps.log(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})"
-                      + (f", tuning on {len(tuning)} augmented ones" if tuning is not None else ""))
-        for mode in wanted:
-            result = palettize(module, requested[mode], calibration=calibration, tuning=tuning)
-            palettes[mode] = result.palettes
-            if result.budget is not None:  # the manifest records the layout chosen, layer by layer
-                applied[mode] = {**pal_configs[mode], **result.config.to_dict()}
-            advance(1)
+        palettes, applied = palettize_modes(cfg, loaded, requested, pal_configs, wanted, log=steps.log,
+                                            advance=advance)
 
     x_eval, y_eval = _evaluation_batch(loaded, cfg)
     with torch.no_grad():

@@ -164,6 +164,8 @@ class DeployConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.palette_modes import add_palette_arguments
+
     p = argparse.ArgumentParser(
         prog="python -m pipeline.deploy",
         description="Palettize a model, export verified ONNX/TFLite bundles, run them on a phone "
@@ -172,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p.add_argument("--device", default=S, help="pixel | generic | sim | USB serial | HOST:PORT | a name in devices.yaml")
     p.add_argument("--model", default=S, help="model source: default, timm:NAME[:random], a .pt/.pt2 file")
-    p.add_argument("--clusters", type=int, default=S, help="k-means clusters per tensor (2-256, default 64)")
     p.add_argument("--formats", default=S, help="comma-separated: onnx,tflite")
     p.add_argument("--modes", default=S, help="comma-separated: dense,palette,palette-int8")
     p.add_argument("--threads", type=int, default=S, help="inference threads on the phone (default 1)")
@@ -196,20 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate accuracy on at most this many test images")
     p.add_argument("--auth-timeout-s", dest="auth_timeout_s", type=float, default=S,
                    help="how long to wait for the phone's USB debugging prompt to be accepted")
-    p.add_argument("--target-bits", dest="target_bits", type=float, default=S,
-                   help="palette modes: choose clusters per layer under this average bits per weight")
-    p.add_argument("--sensitivity", default=S, help="palette modes: none | fisher | activation | output")
-    p.add_argument("--assignment", default=S, help="palette modes: nearest | gptq")
-    p.add_argument("--calibration", type=int, default=S,
-                   help="calibration inputs for --sensitivity / --assignment gptq (default 128)")
-    p.add_argument("--calibration-data", dest="calibration_data", default=S,
-                   help="where calibration inputs come from: auto | default | images | sentences | random | file:PATH")
-    p.add_argument("--calibration-augment", dest="calibration_augment", type=int, default=S,
-                   help="add this many augmented inputs (photo crops, changed sentences) to the calibration batch")
-    p.add_argument("--tune-epochs", dest="tune_epochs", type=int, default=S,
-                   help="palette modes: tune the scales (int8) or codebooks end to end for N epochs (default 0)")
-    p.add_argument("--tune-inputs", dest="tune_inputs", type=int, default=S,
-                   help="augmented calibration inputs --tune-epochs tunes on (default 4096)")
+    add_palette_arguments(p, S)
     p.add_argument("--config", default=None, help="YAML file with any of these settings (flags win)")
     return p
 

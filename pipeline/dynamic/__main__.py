@@ -72,6 +72,15 @@ class DynamicConfig:
     max_skipped: int | None = None
     eval_limit: int | None = None
     clusters: int = 64
+    # fidelity settings of the palette modes, as in ``pipeline.deploy`` (`pipeline.palette_modes`)
+    target_bits: float | None = None
+    sensitivity: str = "none"
+    assignment: str = "nearest"
+    calibration: int = 128
+    calibration_data: str = "auto"
+    calibration_augment: int = 0
+    tune_epochs: int = 0
+    tune_inputs: int = 4096
     threads: int = 1
     runs: int = 20
     warmup: int = 3
@@ -108,6 +117,18 @@ class DynamicConfig:
         for ok, name, allowed in checks:
             if not ok:
                 raise ConfigError(f"dynamic setting {name}={getattr(self, name)!r} is not allowed; use {allowed}")
+        try:
+            self.palette_settings()
+        except ConfigError as err:
+            raise ConfigError(f"dynamic settings: {err.message}", next_step=err.next_step) from None
+
+    def palette_settings(self):
+        """The `DeployConfig` whose palette settings (`PALETTE_SETTINGS`) are this run's."""
+        from pipeline.deploy_config import DeployConfig
+        from pipeline.palette_modes import PALETTE_SETTINGS
+
+        return DeployConfig(model=self.model, modes=self.modes, formats=self.formats,
+                            **{name: getattr(self, name) for name in PALETTE_SETTINGS})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -116,6 +137,8 @@ class DynamicConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.palette_modes import add_palette_arguments
+
     p = argparse.ArgumentParser(
         prog="python -m pipeline.dynamic",
         description="Find which attention / MLP branches of a pretrained model can be skipped without "
@@ -138,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip at most this many units in one configuration")
     p.add_argument("--eval-limit", dest="eval_limit", type=int, default=None,
                    help="evaluate on at most this many images (default: the whole test split / 64 seeded inputs)")
-    p.add_argument("--clusters", type=int, default=64, help="k-means clusters per tensor for palette modes")
+    add_palette_arguments(p)
     p.add_argument("--threads", type=int, default=1, help="inference threads (host and device)")
     p.add_argument("--runs", type=int, default=20, help="measured runs per configuration")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs per configuration")
@@ -297,12 +320,14 @@ def _run_dynamic(cfg: DynamicConfig, device_stack: ExitStack, *, steps: Any = No
     from pipeline.dynamic.search import Evaluator, FlopTable, SearchConfig, pareto_front, search, spread
     from pipeline.dynamic.skip import find_units
     from pipeline.dynamic.trace import TraceConfig, job_section, load_budgets, run_trace, synthetic_budgets
+    from pipeline.palette_modes import palettize_modes, recorded_configs, requested_configs
     from pipeline.sources import load_model
     from pipeline.steps import Steps
 
     out = Path(cfg.out)
     _prepare_out(out)
-    steps = steps or Steps(total=7 if cfg.device else 6)
+    palette_modes = [m for m in cfg.modes if m != "dense"]
+    steps = steps or Steps(total=(7 if cfg.device else 6) + bool(palette_modes))
     _write_json_atomic(out / "dynamic_config.json", cfg.to_dict())
 
     with steps.step("load the model and find skip units"):
@@ -350,11 +375,19 @@ def _run_dynamic(cfg: DynamicConfig, device_stack: ExitStack, *, steps: Any = No
     for d in (bundles_dir, measured_dir):
         if d.exists():
             shutil.rmtree(d)
+    palettes = applied = None
+    if palette_modes:  # the full model's palettes, once; each configuration keeps its layers' ones
+        settings = cfg.palette_settings()
+        requested = requested_configs(settings, cfg.modes)
+        with steps.step("palettize the full model", total=len(requested)) as adv:
+            palettes, applied = palettize_modes(settings, loaded, requested, recorded_configs(settings, requested),
+                                                list(requested), log=steps.log, advance=adv)
     per_config = len(cfg.formats) * len(cfg.modes)
     with steps.step("export the configurations to measure", total=len(chosen) * per_config) as adv:
         exported = export_configs(module, units, [c.skipped for c in chosen], example, measured_dir,
                                   formats=cfg.formats, modes=cfg.modes, clusters=cfg.clusters,
-                                  source_model=cfg.model, model_name=loaded.name, progress=adv)
+                                  source_model=cfg.model, model_name=loaded.name, progress=adv,
+                                  palettes=palettes, palettize_configs=applied)
     by_key = {c.skipped: c for c in chosen}
     rows: list[dict[str, Any]] = []
     with steps.step("accuracy of each file and host latency", total=len(exported)) as adv:

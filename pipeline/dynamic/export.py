@@ -90,8 +90,15 @@ def export_configs(
     source_model: str = "",
     model_name: str | None = None,
     progress: Callable[[int], None] | None = None,
+    palettes: dict[str, dict] | None = None,
+    palettize_configs: dict[str, dict | None] | None = None,
 ) -> list[ExportedConfig]:
     """Export every configuration in every format x mode; returns them in that order.
+
+    ``palettes`` (by mode) and ``palettize_configs`` (what each mode's manifest records): palettes
+    of the full model made elsewhere (`pipeline.palette_modes`); without them each palette mode
+    gets plain ``clusters``-cluster palettes. Each configuration keeps the palettes of the layers
+    it still has.
 
     Existing folders of the same name are replaced (``converters.bundle`` writes atomically).
     """
@@ -102,7 +109,14 @@ def export_configs(
             raise ConfigError(f"unknown export format {fmt!r}", next_step=f"Use one of: {', '.join(FORMATS)}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    palettes, pal_configs = mode_palettes(module, modes, clusters)
+    if palettes is None:
+        palettes, pal_configs = mode_palettes(module, modes, clusters)
+    else:
+        missing = [m for m in modes if m != "dense" and m not in palettes]
+        if missing:
+            raise ConfigError(f"no palettes were given for mode(s) {', '.join(missing)}",
+                              next_step="Palettize every palette mode first (pipeline.palette_modes).")
+        pal_configs = {m: d for m, d in (palettize_configs or {}).items() if d is not None}
     name = model_name or source_model or type(module).__name__
     exported: list[ExportedConfig] = []
     for skipped in configs:

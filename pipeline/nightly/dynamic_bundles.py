@@ -48,7 +48,7 @@ def build_dynamic_bundles(model: str, configs: list[str], formats: tuple[str, ..
     from pipeline.dynamic.export import bundle_name, export_configs
     from pipeline.dynamic.skip import find_units
     from pipeline.fsutil import atomic_write_json
-    from pipeline.palettize import PalettizeConfig
+    from pipeline.palette_modes import palettize_modes, recorded_configs, requested_configs
     from pipeline.sources import load_model
 
     with steps.step(f"load {model} for its dynamic configurations"):
@@ -63,25 +63,33 @@ def build_dynamic_bundles(model: str, configs: list[str], formats: tuple[str, ..
     folder.mkdir(parents=True, exist_ok=True)
     versions = _exporter_versions()
 
+    cfg_deploy = DeployConfig(device="sim", model=model, formats=formats, modes=modes, out=str(out),
+                              **settings.deploy_fields())
+    requested = requested_configs(cfg_deploy, modes)
+    recorded = recorded_configs(cfg_deploy, requested)
+
     def request(cfg: str, fmt: str, mode: str) -> dict[str, Any]:
-        pal = None if mode == "dense" else PalettizeConfig(clusters=settings.clusters,
-                                                           int8_grid=(mode == "palette-int8")).to_dict()
         return {"model": model, "weights_sha256": fingerprint, "dynamic_config": cfg, "format": fmt, "mode": mode,
-                "palettize_config": pal, "exporters": versions}
+                "palettize_config": recorded.get(mode), "exporters": versions}
 
     cells = [(cfg, f, m) for cfg in skips for f in formats for m in modes]
     manifests = {c: _reusable(folder / bundle_name(c[1], c[2], skips[c[0]]), request(*c)) for c in cells}
     stale = [cfg for cfg in skips if any(manifests[(cfg, f, m)] is None for f in formats for m in modes)]
+    palettes: dict[str, dict] = {}
+    applied = recorded
+    wanted = list(requested) if stale else []  # the full model's palettes, once, when anything is exported
+    with steps.step("palettize for dynamic configurations", total=max(1, len(wanted))) as advance:
+        if wanted:
+            palettes, applied = palettize_modes(cfg_deploy, loaded, requested, recorded, wanted, log=steps.log,
+                                                advance=advance)
     with steps.step("export dynamic configurations", total=max(1, len(stale) * len(formats) * len(modes))) as advance:
         for cfg in stale:
             for ex in export_configs(module, units, [skips[cfg]], example, folder, formats=formats, modes=modes,
                                      clusters=settings.clusters, source_model=model, model_name=loaded.name,
-                                     progress=advance):
+                                     progress=advance, palettes=palettes, palettize_configs=applied):
                 atomic_write_json(folder / f"{ex.path.name}.request.json", request(cfg, ex.format, ex.mode))
                 manifests[(cfg, ex.format, ex.mode)] = ex.manifest
 
-    cfg_deploy = DeployConfig(device="sim", model=model, clusters=settings.clusters, formats=formats, modes=modes,
-                              eval_limit=settings.eval_limit, out=str(out))
     x_eval, y_eval = _evaluation_batch(loaded, cfg_deploy)
     with torch.no_grad():
         dense = torch.cat([module(torch.from_numpy(x_eval[i: i + 128])) for i in range(0, len(x_eval), 128)])

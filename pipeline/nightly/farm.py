@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.palette_modes import PALETTE_SETTINGS
 
 FORMATS = ("onnx", "tflite")
 MODES = ("dense", "palette", "palette-int8")
@@ -138,8 +139,7 @@ class Matrix:
 
 
 #: the settings that are `DeployConfig` fields of the same name and meaning
-DEPLOY_SETTINGS = ("clusters", "eval_limit", "target_bits", "sensitivity", "assignment", "calibration",
-                   "calibration_data", "calibration_augment", "tune_epochs", "tune_inputs")
+DEPLOY_SETTINGS = ("eval_limit", *PALETTE_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class NightSettings:
     thermal_timeout_s: float = 120.0
     battery_floor_pct: int = 20
     eval_limit: int | None = None
-    # fidelity settings of the full model's palette modes (as in ``pipeline.deploy``)
+    # fidelity settings of the palette modes, full model and skip configurations (as in ``pipeline.deploy``)
     target_bits: float | None = None
     sensitivity: str = "none"
     assignment: str = "nearest"

@@ -127,3 +127,64 @@ def test_tflite_files_of_skip_configurations_have_no_control_flow(small, tmp_pat
     with torch.no_grad():
         ref = apply_skips(model, e.skipped, units)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(runner_for(e.model_file)(x)[0], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_budgeted_gptq_palettes_reach_every_configurations_file(tmp_path) -> None:
+    """pipeline.dynamic's palette settings (a 5-bit budget, GPTQ on calibration inputs) decide the
+    palettes of every configuration's file: the layout the budget chose, layer by layer, is what
+    the file holds and what its manifest records, and the file computes what those palettes do."""
+    from converters.verify import palettized_reference
+    from pipeline.dynamic.__main__ import DynamicConfig
+    from pipeline.palette_modes import palettize_modes, recorded_configs, requested_configs
+    from pipeline.palettize.apply import bits_per_weight
+    from pipeline.sources import load_model
+
+    loaded = load_model("default")
+    model = loaded.module.eval()
+    units = find_units(model)
+    cfg = DynamicConfig(modes=("palette",), target_bits=5.0, sensitivity="activation", assignment="gptq",
+                        calibration=32)
+    settings = cfg.palette_settings()
+    requested = requested_configs(settings, cfg.modes)
+    palettes, applied = palettize_modes(settings, loaded, requested, recorded_configs(settings, requested),
+                                        list(requested))
+    pals = palettes["palette"]
+    assert bits_per_weight(pals) <= 5.0 + 1e-9
+    assert len({p.k for p in pals.values()}) > 1, "a budget gives layers different cluster counts"
+    skip = frozenset({units[0].name})
+    out = export_configs(model, units, [frozenset(), skip], loaded.example_input(batch=1, seed=0), tmp_path,
+                         formats=("onnx",), modes=("palette",), palettes=palettes, palettize_configs=applied)
+    x = loaded.example_input(batch=3, seed=7).numpy()
+    for e in out:
+        recorded = e.manifest["palettize_config"]
+        assert recorded["target_bits"] == 5.0 and recorded["assignment"] == "gptq"
+        assert recorded["calibration"] == {"source": "auto", "rows": 32}
+        assert recorded["overrides"], "the per-layer layout is recorded"
+        tensors = {t["name"]: t for t in e.manifest["palette"]["tensors"]}
+        assert tensors and all(tensors[n]["clusters"] == pals[n].k for n in tensors)
+        assert not any(n.startswith(u + ".") for u in e.skipped for n in tensors)
+        ref, missing = palettized_reference(apply_skips(model, e.skipped, units),
+                                            {n: pals[n] for n in tensors})
+        assert not missing
+        with torch.no_grad():
+            expected = ref(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(runner_for(e.model_file)(x)[0], expected, rtol=1e-3,
+                                   atol=1e-3 * float(np.abs(expected).max()))
+    with pytest.raises(ConfigError, match="palette-int8"):
+        export_configs(model, units, [skip], loaded.example_input(batch=1, seed=0), tmp_path / "x",
+                       modes=("palette", "palette-int8"), palettes=palettes, palettize_configs=applied)
+
+
+def test_dynamic_palette_settings_are_checked_and_come_from_the_command_line() -> None:
+    from pipeline.dynamic.__main__ import DynamicConfig, build_parser
+
+    args = vars(build_parser().parse_args(["--modes", "palette", "--target-bits", "5.5", "--assignment", "gptq",
+                                           "--calibration", "64", "--tune-epochs", "1"]))
+    cfg = DynamicConfig(**args)
+    pal = cfg.palette_settings().palettize_config("palette")
+    assert (pal.target_bits, pal.assignment.value, pal.tune_epochs, cfg.calibration) == (5.5, "gptq", 1, 64)
+    assert DynamicConfig().palette_settings().palettize_config("palette-int8").int8_grid
+    for bad, word in (({"tune_epochs": -1}, "tune_epochs"), ({"calibration": 0}, "calibration"),
+                      ({"sensitivity": "psychic"}, "sensitivity"), ({"target_bits": 0.5}, "target_bits")):
+        with pytest.raises(ConfigError, match=word):
+            DynamicConfig(**bad)

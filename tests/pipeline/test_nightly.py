@@ -291,3 +291,28 @@ def test_dynamic_configurations_are_jobs_of_their_own(bundles, tmp_path: Path) -
     trends = json.loads((out / "nights" / "d2" / "trends.json").read_text())
     assert Counter((r["model"], r["dynamic"]) for r in trends) == Counter(
         {("default", ""): 2, ("default skip[blocks.0.attn]", "blocks.0.attn"): 2})
+
+
+def test_dynamic_configurations_carry_the_nights_palette_settings(tmp_path: Path) -> None:
+    """A night's fidelity settings (a 5-bit budget) decide its skip configurations' palettes; the
+    bundle is reused while they stay and exported again when they change."""
+    from pipeline.nightly.dynamic_bundles import build_dynamic_bundles
+
+    def build(settings: NightSettings):
+        steps = Steps(total=4, interactive=False, stream=io.StringIO())
+        return build_dynamic_bundles("default", ["blocks.0.attn"], ("onnx",), ("palette",), settings, tmp_path, steps)
+
+    budget = NightSettings(**FAST, target_bits=5.0)
+    (first,) = build(budget).values()
+    recorded = first.manifest["palettize_config"]
+    assert not first.reused and recorded["target_bits"] == 5.0 and recorded["overrides"]
+    clusters = {t["clusters"] for t in first.manifest["palette"]["tensors"]}
+    assert len(clusters) > 1, "the budget gives layers different cluster counts"
+    request = json.loads((first.path.parent / f"{first.path.name}.request.json").read_text())
+    assert request["palettize_config"]["target_bits"] == 5.0
+    assert first.top1_agreement is not None and first.top1_agreement > 0.9
+    (again,) = build(budget).values()
+    assert again.reused
+    (plain,) = build(NightSettings(**FAST)).values()
+    assert not plain.reused and plain.manifest["palettize_config"]["target_bits"] is None
+    assert {t["clusters"] for t in plain.manifest["palette"]["tensors"]} == {64}

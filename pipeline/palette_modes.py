@@ -1,0 +1,106 @@
+"""The palettes of the export modes, made from one set of fidelity settings.
+
+``pipeline.deploy``, ``pipeline.dynamic`` and a night's dynamic configurations all export
+``palette`` and ``palette-int8`` bundles; they read the same settings (`PALETTE_SETTINGS`: the
+cluster count, a bits-per-weight budget, sensitivity, assignment, calibration and tuning) and
+make the palettes here, so a skip configuration's files carry the same budgeted, GPTQ-assigned
+or tuned palettes as the full model's (dynamic runs palettize the full model once and each
+configuration keeps the palettes of the layers it still has).
+
+What a bundle is made from is recorded beside it: `recorded_configs` gives each mode's palettize
+settings plus, where calibration inputs are used, where they came from and how many there were,
+so a bundle is reused only when all of that matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.deploy_config import DeployConfig
+    from pipeline.palettize.config import PalettizeConfig
+
+#: the `DeployConfig` fields that decide a palette mode's palettes (same names wherever they are set)
+PALETTE_SETTINGS = ("clusters", "target_bits", "sensitivity", "assignment", "calibration", "calibration_data",
+                    "calibration_augment", "tune_epochs", "tune_inputs")
+
+
+def add_palette_arguments(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    """The command-line flags of `PALETTE_SETTINGS` (``default``: what an absent flag gives)."""
+    p.add_argument("--clusters", type=int, default=default, help="k-means clusters per tensor (2-256, default 64)")
+    p.add_argument("--target-bits", dest="target_bits", type=float, default=default,
+                   help="palette modes: choose clusters per layer under this average bits per weight")
+    p.add_argument("--sensitivity", default=default, help="palette modes: none | fisher | activation | output")
+    p.add_argument("--assignment", default=default, help="palette modes: nearest | gptq")
+    p.add_argument("--calibration", type=int, default=default,
+                   help="calibration inputs for --sensitivity / --assignment gptq (default 128)")
+    p.add_argument("--calibration-data", dest="calibration_data", default=default,
+                   help="where calibration inputs come from: auto | default | images | sentences | random | file:PATH")
+    p.add_argument("--calibration-augment", dest="calibration_augment", type=int, default=default,
+                   help="add this many augmented inputs (photo crops, changed sentences) to the calibration batch")
+    p.add_argument("--tune-epochs", dest="tune_epochs", type=int, default=default,
+                   help="palette modes: tune the scales (int8) or codebooks end to end for N epochs (default 0)")
+    p.add_argument("--tune-inputs", dest="tune_inputs", type=int, default=default,
+                   help="augmented calibration inputs --tune-epochs tunes on (default 4096)")
+
+
+def requested_configs(cfg: DeployConfig, modes: Sequence[str]) -> dict[str, PalettizeConfig]:
+    """The `PalettizeConfig` of each palette mode among ``modes`` (``dense`` has none)."""
+    return {mode: cfg.palettize_config(mode) for mode in modes if mode != "dense"}
+
+
+def recorded_configs(cfg: DeployConfig, requested: dict[str, PalettizeConfig]) -> dict[str, dict | None]:
+    """What each mode's bundles are made from: the palettize settings and, where calibration inputs
+    are used, their source and counts (``dense``: None)."""
+    recorded: dict[str, dict | None] = {"dense": None}
+    for mode, pal in requested.items():
+        doc = pal.to_dict()
+        if pal.needs_calibration:
+            doc["calibration"] = {"source": cfg.calibration_data, "rows": cfg.calibration}
+            if cfg.calibration_augment:
+                doc["calibration"]["augmented_rows"] = cfg.calibration_augment
+            if pal.tune_epochs:
+                doc["calibration"]["tuning_rows"] = cfg.tune_inputs
+        recorded[mode] = doc
+    return recorded
+
+
+def palettize_modes(
+    cfg: DeployConfig,
+    loaded: Any,
+    requested: dict[str, PalettizeConfig],
+    recorded: dict[str, dict | None],
+    wanted: Sequence[str],
+    *,
+    log: Callable[[str], None] | None = None,
+    advance: Callable[[float], None] | None = None,
+) -> tuple[dict[str, dict], dict[str, dict | None]]:
+    """Palettize ``loaded.module`` for each mode in ``wanted``: (palettes by mode, what each mode's
+    bundles record: ``recorded`` with the per-layer layout a budget chose). Calibration inputs are
+    loaded once, only when a wanted mode needs them."""
+    from pipeline.palettize import palettize
+
+    say = log or (lambda _m: None)
+    module = loaded.module
+    calibration = tuning = None
+    if any(requested[m].needs_calibration for m in wanted):
+        from pipeline.fidelity.data import load_data
+
+        tune = any(requested[m].tune_epochs for m in wanted)
+        data = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration,
+                         tuning=cfg.tune_inputs if tune else 0, augment=cfg.calibration_augment)
+        calibration, tuning = data.calibration, data.tuning
+        say(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})"
+            + (f", tuning on {len(tuning)} augmented ones" if tuning is not None else ""))
+    palettes: dict[str, dict] = {}
+    applied = dict(recorded)
+    for mode in wanted:
+        result = palettize(module, requested[mode], calibration=calibration, tuning=tuning)
+        palettes[mode] = result.palettes
+        if result.budget is not None:  # the manifest records the layout chosen, layer by layer
+            applied[mode] = {**(recorded[mode] or {}), **result.config.to_dict()}
+        if advance:
+            advance(1)
+    return palettes, applied
