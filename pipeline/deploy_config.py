@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.palette_modes import PaletteFields, add_palette_arguments
 
 FORMATS = ("onnx", "tflite")
 MODES = ("dense", "palette", "palette-int8")
@@ -30,7 +31,11 @@ def _csv(value: Any, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class DeployConfig:
+class DeployConfig(PaletteFields):
+    """Every setting of a deploy run. The palette modes' fidelity settings (`PaletteFields`) become
+    each mode's `PalettizeConfig`; calibration inputs come from ``calibration_data`` (the sources
+    of `pipeline.fidelity`) when a mode needs some."""
+
     device: str = "sim"
     model: str = "default"
     clusters: int = 64
@@ -54,16 +59,6 @@ class DeployConfig:
     sim_profile: str = "pixel-8"
     eval_limit: int | None = None
     auth_timeout_s: float = 30.0
-    # fidelity settings of the palette modes (`PalettizeConfig`); calibration inputs come from
-    # ``calibration_data`` (the sources of `pipeline.fidelity`) when any of them needs some
-    target_bits: float | None = None
-    sensitivity: str = "none"
-    assignment: str = "nearest"
-    calibration: int = 128
-    calibration_data: str = "auto"
-    calibration_augment: int = 0  # augmented inputs added to the calibration batch
-    tune_epochs: int = 0  # end-to-end tuning of the palettes on augmented calibration inputs
-    tune_inputs: int = 4096
 
     def __post_init__(self) -> None:
         numbers = ("clusters", "threads", "runs", "warmup", "min_duration_s", "cooldown_s", "thermal_timeout_s",
@@ -164,8 +159,6 @@ class DeployConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.palette_modes import add_palette_arguments
-
     p = argparse.ArgumentParser(
         prog="python -m pipeline.deploy",
         description="Palettize a model, export verified ONNX/TFLite bundles, run them on a phone "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
 #: the `DeployConfig` fields that decide a palette mode's palettes (same names wherever they are set)
 PALETTE_SETTINGS = ("clusters", "target_bits", "sensitivity", "assignment", "calibration", "calibration_data",
                     "calibration_augment", "tune_epochs", "tune_inputs")
+
+
+@dataclass(frozen=True)
+class PaletteFields:
+    """The fidelity settings beyond ``clusters``, declared once for `DeployConfig` and the settings
+    that pass them on to one (a dynamic run's, a night's); `DeployConfig` validates them."""
+
+    target_bits: float | None = None
+    sensitivity: str = "none"
+    assignment: str = "nearest"
+    calibration: int = 128
+    calibration_data: str = "auto"
+    calibration_augment: int = 0  # augmented inputs added to the calibration batch
+    tune_epochs: int = 0  # end-to-end tuning of the palettes on augmented calibration inputs
+    tune_inputs: int = 4096
 
 
 def add_palette_arguments(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 
 from pipeline.cli_support import run_cli
 from pipeline.errors import ConfigError, DeviceError, OutputError
+from pipeline.palette_modes import PALETTE_SETTINGS, PaletteFields, add_palette_arguments
 
 MODES = ("dense", "palette", "palette-int8")
 FORMATS = ("onnx", "tflite")
@@ -58,8 +59,9 @@ def _csv(value: Any, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class DynamicConfig:
-    """Settings of one `python -m pipeline.dynamic` run (validated when built, saved beside the results)."""
+class DynamicConfig(PaletteFields):
+    """Settings of one `python -m pipeline.dynamic` run (validated when built, saved beside the results);
+    the palette modes' fidelity settings (`PaletteFields`) mean what they mean in ``pipeline.deploy``."""
 
     model: str = "default"
     device: str | None = None
@@ -72,15 +74,6 @@ class DynamicConfig:
     max_skipped: int | None = None
     eval_limit: int | None = None
     clusters: int = 64
-    # fidelity settings of the palette modes, as in ``pipeline.deploy`` (`pipeline.palette_modes`)
-    target_bits: float | None = None
-    sensitivity: str = "none"
-    assignment: str = "nearest"
-    calibration: int = 128
-    calibration_data: str = "auto"
-    calibration_augment: int = 0
-    tune_epochs: int = 0
-    tune_inputs: int = 4096
     threads: int = 1
     runs: int = 20
     warmup: int = 3
@@ -125,7 +118,6 @@ class DynamicConfig:
     def palette_settings(self):
         """The `DeployConfig` whose palette settings (`PALETTE_SETTINGS`) are this run's."""
         from pipeline.deploy_config import DeployConfig
-        from pipeline.palette_modes import PALETTE_SETTINGS
 
         return DeployConfig(model=self.model, modes=self.modes, formats=self.formats,
                             **{name: getattr(self, name) for name in PALETTE_SETTINGS})
@@ -137,8 +129,6 @@ class DynamicConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.palette_modes import add_palette_arguments
-
     p = argparse.ArgumentParser(
         prog="python -m pipeline.dynamic",
         description="Find which attention / MLP branches of a pretrained model can be skipped without "

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.palette_modes import PALETTE_SETTINGS
+from pipeline.palette_modes import PALETTE_SETTINGS, PaletteFields
 
 FORMATS = ("onnx", "tflite")
 MODES = ("dense", "palette", "palette-int8")
@@ -143,8 +143,9 @@ DEPLOY_SETTINGS = ("eval_limit", *PALETTE_SETTINGS)
 
 
 @dataclass(frozen=True)
-class NightSettings:
-    """How each job is measured (the same meaning as in ``pipeline.deploy``)."""
+class NightSettings(PaletteFields):
+    """How each job is measured (the same meaning as in ``pipeline.deploy``); the fidelity settings
+    (`PaletteFields`) decide the palettes of the full model and of every skip configuration."""
 
     runs: int = 30
     warmup: int = 5
@@ -156,15 +157,6 @@ class NightSettings:
     thermal_timeout_s: float = 120.0
     battery_floor_pct: int = 20
     eval_limit: int | None = None
-    # fidelity settings of the palette modes, full model and skip configurations (as in ``pipeline.deploy``)
-    target_bits: float | None = None
-    sensitivity: str = "none"
-    assignment: str = "nearest"
-    calibration: int = 128
-    calibration_data: str = "auto"
-    calibration_augment: int = 0
-    tune_epochs: int = 0
-    tune_inputs: int = 4096
 
     def deploy_fields(self) -> dict[str, Any]:
         """The `DeployConfig` fields these settings set for a model's bundles."""
