@@ -8,7 +8,8 @@ Steps:
    in FLOPs; every configuration evaluated goes to ``configurations.json``;
 3. measure: the FLOPs front, thinned to ``--max-configs`` spread over its cost range (the full
    model always included), is exported (one file per configuration, format x mode, no control
-   flow) and measured: accuracy of the exported file itself, host latency (onnxruntime / LiteRT,
+   flow; palette modes carry the full model's palettes, made once with deploy's fidelity flags
+   such as ``--target-bits`` and ``--assignment gptq``, for the layers each configuration keeps) and measured: accuracy of the exported file itself, host latency (onnxruntime / LiteRT,
    ``--threads``), and with ``--device`` latency and energy on that device through the JobRunner
    (``--device sim``: the simulated phone, figures labelled simulated);
 4. the final front per format x mode is taken on the measured figures (accuracy up, latency
