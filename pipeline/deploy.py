@@ -131,11 +131,12 @@ def _file_quality(bundle_path: Path, manifest: dict, x, y, dense_top1) -> tuple[
 
 # ------------------------------------------------------------------------------------------ stages
 
-def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
-                  skipped: list[str] | None = None) -> tuple[list[BundleInfo], str]:
+def build_bundles(cfg: DeployConfig, steps: Steps, out: Path, skipped: list[str] | None = None, *,
+                  palette_cache: Any = None) -> tuple[list[BundleInfo], str]:
     """Load, palettize and export (or reuse) one verified bundle per format x mode.
 
     A bundle whose exporter is unavailable here is named in ``skipped`` and left out.
+    ``palette_cache``: a `pipeline.palette_modes.PaletteCache` shared with later exports of this run.
     """
     import torch
 
@@ -164,7 +165,7 @@ def build_bundles(cfg: DeployConfig, steps: Steps, out: Path,
     wanted = sorted({m for (f, m), manifest in reusable.items() if manifest is None and m != "dense"})
     with steps.step("palettize", total=max(1, len(wanted))) as advance:
         palettes, applied = palettize_modes(cfg, loaded, requested, pal_configs, wanted, log=steps.log,
-                                            advance=advance)
+                                            advance=advance, cache=palette_cache, fingerprint=fingerprint)
 
     x_eval, y_eval = _evaluation_batch(loaded, cfg)
     with torch.no_grad():

@@ -15,6 +15,7 @@ so a bundle is reused only when all of that matches.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,26 @@ def recorded_configs(cfg: DeployConfig, requested: dict[str, PalettizeConfig]) -
     return recorded
 
 
+class PaletteCache:
+    """Palettes made earlier in this process, by the weights' fingerprint and what a mode's
+    bundles record (settings and calibration), so one night palettizes a model once for its full
+    model's bundles and its skip configurations' (palettizing is seeded: the same inputs give the
+    same palettes, so this only saves time)."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[dict, dict | None]] = {}
+
+    @staticmethod
+    def key(fingerprint: str, recorded: dict | None) -> str:
+        return fingerprint + "\n" + json.dumps(recorded, sort_keys=True, default=str)
+
+    def get(self, fingerprint: str, recorded: dict | None) -> tuple[dict, dict | None] | None:
+        return self._made.get(self.key(fingerprint, recorded))
+
+    def put(self, fingerprint: str, recorded: dict | None, palettes: dict, applied: dict | None) -> None:
+        self._made[self.key(fingerprint, recorded)] = (palettes, applied)
+
+
 def palettize_modes(
     cfg: DeployConfig,
     loaded: Any,
@@ -92,31 +113,50 @@ def palettize_modes(
     *,
     log: Callable[[str], None] | None = None,
     advance: Callable[[float], None] | None = None,
+    cache: PaletteCache | None = None,
+    fingerprint: str | None = None,
 ) -> tuple[dict[str, dict], dict[str, dict | None]]:
     """Palettize ``loaded.module`` for each mode in ``wanted``: (palettes by mode, what each mode's
     bundles record: ``recorded`` with the per-layer layout a budget chose). Calibration inputs are
-    loaded once, only when a wanted mode needs them."""
+    loaded once, only when a mode still to palettize needs them. With a ``cache`` and the weights'
+    ``fingerprint``, modes palettized before with the same record are taken from it."""
     from pipeline.palettize import palettize
 
     say = log or (lambda _m: None)
     module = loaded.module
+    palettes: dict[str, dict] = {}
+    applied = dict(recorded)
+    if cache is not None and fingerprint is None:
+        from pipeline.errors import InternalError
+
+        raise InternalError("palettize_modes: a palette cache needs the weights' fingerprint")
+    todo = []
+    for mode in wanted:
+        hit = cache.get(fingerprint, recorded[mode]) if cache is not None else None
+        if hit is None:
+            todo.append(mode)
+            continue
+        palettes[mode], applied[mode] = hit
+        say(f"palettes of {mode}: the ones made earlier in this run (same weights and settings)")
+        if advance:
+            advance(1)
     calibration = tuning = None
-    if any(requested[m].needs_calibration for m in wanted):
+    if any(requested[m].needs_calibration for m in todo):
         from pipeline.fidelity.data import load_data
 
-        tune = any(requested[m].tune_epochs for m in wanted)
+        tune = any(requested[m].tune_epochs for m in todo)
         data = load_data(cfg.calibration_data, loaded, calibration=cfg.calibration,
                          tuning=cfg.tune_inputs if tune else 0, augment=cfg.calibration_augment)
         calibration, tuning = data.calibration, data.tuning
         say(f"calibration: {len(calibration)} inputs ({cfg.calibration_data})"
             + (f", tuning on {len(tuning)} augmented ones" if tuning is not None else ""))
-    palettes: dict[str, dict] = {}
-    applied = dict(recorded)
-    for mode in wanted:
+    for mode in todo:
         result = palettize(module, requested[mode], calibration=calibration, tuning=tuning)
         palettes[mode] = result.palettes
         if result.budget is not None:  # the manifest records the layout chosen, layer by layer
             applied[mode] = {**(recorded[mode] or {}), **result.config.to_dict()}
+        if cache is not None:
+            cache.put(fingerprint, recorded[mode], palettes[mode], applied[mode])
         if advance:
             advance(1)
     return palettes, applied

@@ -32,8 +32,11 @@ def check_configs(configs: list[str], units: list[Any], model: str) -> dict[str,
 
 
 def build_dynamic_bundles(model: str, configs: list[str], formats: tuple[str, ...], modes: tuple[str, ...],
-                          settings: Any, out: Path, steps: Any) -> dict[tuple[str, str, str, str], Any]:
-    """(model, format, mode, configuration key) -> BundleInfo for every skip configuration of one model."""
+                          settings: Any, out: Path, steps: Any, *,
+                          palette_cache: Any = None) -> dict[tuple[str, str, str, str], Any]:
+    """(model, format, mode, configuration key) -> BundleInfo for every skip configuration of one model;
+    ``palette_cache`` (`pipeline.palette_modes.PaletteCache`): the full model's palettes when this
+    night's full-model export already made them."""
     import torch
 
     from pipeline.deploy import (
@@ -81,7 +84,7 @@ def build_dynamic_bundles(model: str, configs: list[str], formats: tuple[str, ..
     with steps.step("palettize for dynamic configurations", total=max(1, len(wanted))) as advance:
         if wanted:
             palettes, applied = palettize_modes(cfg_deploy, loaded, requested, recorded, wanted, log=steps.log,
-                                                advance=advance)
+                                                advance=advance, cache=palette_cache, fingerprint=fingerprint)
     with steps.step("export dynamic configurations", total=max(1, len(stale) * len(formats) * len(modes))) as advance:
         for cfg in stale:
             for ex in export_configs(module, units, [skips[cfg]], example, folder, formats=formats, modes=modes,

@@ -105,9 +105,11 @@ def build_night_bundles(farm: FarmConfig, jobs: list[Job], out: Path, steps) -> 
     from pipeline.deploy import build_bundles
     from pipeline.deploy_config import DeployConfig
     from pipeline.nightly.dynamic_bundles import build_dynamic_bundles
+    from pipeline.palette_modes import PaletteCache
 
     bundles: dict[tuple[str, ...], Any] = {}
     s = farm.settings
+    palettes = PaletteCache()  # a model's palettes are made once, for its full and its skip bundles
     for model in dict.fromkeys(j.model for j in jobs):
         mine = [j for j in jobs if j.model == model]
         full = [j for j in mine if j.dynamic is None]
@@ -116,14 +118,15 @@ def build_night_bundles(farm: FarmConfig, jobs: list[Job], out: Path, steps) -> 
             modes = tuple(dict.fromkeys(j.mode for j in full))
             cfg = DeployConfig(device="sim", model=model, formats=formats, modes=modes,
                                out=str(out / "models" / _slug(model)), **s.deploy_fields())
-            built, _ = build_bundles(cfg, steps, out / "models" / _slug(model))
+            built, _ = build_bundles(cfg, steps, out / "models" / _slug(model), palette_cache=palettes)
             for info in built:
                 bundles[(model, info.format, info.mode)] = info
         dyn = [j for j in mine if j.dynamic is not None]
         if dyn:
             bundles.update(build_dynamic_bundles(
                 model, list(dict.fromkeys(j.dynamic for j in dyn)), tuple(dict.fromkeys(j.format for j in dyn)),
-                tuple(dict.fromkeys(j.mode for j in dyn)), s, out / "models" / _slug(model), steps))
+                tuple(dict.fromkeys(j.mode for j in dyn)), s, out / "models" / _slug(model), steps,
+                palette_cache=palettes))
     return bundles
 
 

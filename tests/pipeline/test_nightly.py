@@ -316,3 +316,23 @@ def test_dynamic_configurations_carry_the_nights_palette_settings(tmp_path: Path
     (plain,) = build(NightSettings(**FAST)).values()
     assert not plain.reused and plain.manifest["palettize_config"]["target_bits"] is None
     assert {t["clusters"] for t in plain.manifest["palette"]["tensors"]} == {64}
+
+
+def test_a_night_palettizes_each_model_once_for_its_full_and_skip_bundles(tmp_path: Path) -> None:
+    """GPTQ-budget palettes of the full model are made (and calibrated) once a night; the skip
+    configuration's file holds the same per-layer layout as the full model's for the layers it keeps."""
+    matrix = Matrix(formats=("onnx",), modes=("palette",), dynamic=((), ("blocks.0.attn",)))
+    settings = NightSettings(**FAST, target_bits=5.0, sensitivity="activation", assignment="gptq", calibration=32)
+    farm = FarmConfig(phones=(PhoneSpec("x", "127.0.0.1:5555"),), matrix=matrix, settings=settings)
+    log = io.StringIO()
+    bundles = build_night_bundles(farm, farm.jobs(), tmp_path, Steps(total=6, interactive=False, stream=log))
+    text = log.getvalue()
+    assert text.count("calibration: 32 inputs") == 1, text
+    assert "palettes of palette: the ones made earlier in this run" in text
+    full = bundles[("default", "onnx", "palette")]
+    skip = bundles[("default", "onnx", "palette", "blocks.0.attn")]
+    layout = {t["name"]: t["clusters"] for t in full.manifest["palette"]["tensors"]}
+    kept = {t["name"]: t["clusters"] for t in skip.manifest["palette"]["tensors"]}
+    assert len(set(layout.values())) > 1 and kept and len(kept) < len(layout)
+    assert all(layout[n] == k for n, k in kept.items())
+    assert skip.manifest["palettize_config"]["overrides"] == full.manifest["palettize_config"]["overrides"]
