@@ -14,6 +14,11 @@ multiplies) and the calibration inputs ``X`` of that layer, is ``tr((W - Q) H (W
 for Linear layers (last axis of the input) and Conv1d/Conv2d layers (the unfolded input patches;
 one ``H`` per convolution group, so a depthwise 5x5 convolution has one 25x25 ``H`` per channel).
 
+With fewer calibration samples than columns (a classifier after global pooling sees one input
+per image: EfficientNet-Lite0's 1,280-wide classifier, 176 calibration views) ``H`` is singular,
+and GPTQ's error feedback overfits the batch; such statistics are shrunk toward their mean
+diagonal with a Ledoit-Wolf intensity estimated from the samples (`LayerHessian.shrinkage`).
+
 Everything runs in float64 torch on the CPU. The column loop is Python, so the cost grows with
 the total number of input columns (EfficientNet-Lite0: seconds; a ViT-B: about a minute).
 """
@@ -50,6 +55,37 @@ class LayerHessian:
 
     h: np.ndarray
     samples: int
+    fourth: np.ndarray | None = None  # (groups,) mean of ||x||**4, for `shrunk` (None: not gathered)
+
+    def shrinkage(self) -> np.ndarray:
+        """Ledoit-Wolf shrinkage intensity per group (0: trust ``h``; 1: only its mean diagonal).
+
+        ``h`` is a sample estimate; with fewer samples than columns (a classifier after global
+        pooling sees one input per calibration image) it is singular, and GPTQ would push rounding
+        error into the directions the calibration batch never spans, which fresh inputs do reach.
+        The intensity is estimated from the samples themselves (the variance of the estimate over
+        its distance from the scaled identity). Only such singular statistics are shrunk: with at
+        least as many samples as columns the intensity is 0, and GPTQ works as before."""
+        g, d = self.groups, self.columns
+        if self.fourth is None or self.samples < 2 or self.samples >= d:
+            return np.zeros(g)
+        mu = np.einsum("gii->g", self.h) / d
+        fro2 = np.einsum("gij,gij->g", self.h, self.h)
+        delta2 = fro2 - 2 * mu * np.einsum("gii->g", self.h) + d * mu ** 2  # ||h - mu I||^2
+        beta2 = np.maximum(np.asarray(self.fourth, np.float64) - fro2, 0.0) / self.samples
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = np.where(delta2 > 0, beta2 / delta2, 0.0)
+        return np.clip(alpha, 0.0, 1.0)
+
+    def shrunk(self) -> LayerHessian:
+        """``h`` moved toward its mean diagonal by `shrinkage` (the same object when there is none)."""
+        alpha = self.shrinkage()
+        if not np.any(alpha > 0):
+            return self
+        d = self.columns
+        mu = np.einsum("gii->g", self.h) / d
+        h = (1 - alpha)[:, None, None] * self.h + (alpha * mu)[:, None, None] * np.eye(d)[None]
+        return LayerHessian(h=h, samples=self.samples, fourth=None)
 
     @property
     def groups(self) -> int:
@@ -135,6 +171,7 @@ def collect_hessians(
         raise DataError(f"the calibration batch is empty (shape {tuple(x.shape)})",
                         next_step="Give at least one calibration input.")
     sums: dict[str, torch.Tensor] = {}
+    fourths: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 
     def make_hook(name: str, module: Any):
@@ -143,14 +180,17 @@ def collect_hessians(
             if isinstance(module, torch.nn.Linear):
                 flat = inp.reshape(-1, inp.shape[-1])
                 h = (flat.T @ flat).unsqueeze(0)
+                f = (flat.pow(2).sum(1) ** 2).sum().reshape(1)
                 n = flat.shape[0]
             else:
                 cols = _conv_input_patches(module, inp, output.detach())  # (N, C*k, L)
                 g = module.groups
                 cols = cols.reshape(cols.shape[0], g, cols.shape[1] // g, cols.shape[2])
                 h = torch.einsum("ngdl,ngel->gde", cols, cols)
+                f = (cols.pow(2).sum(2) ** 2).sum(dim=(0, 2))
                 n = cols.shape[0] * cols.shape[3]
             sums[name] = sums[name] + h if name in sums else h
+            fourths[name] = fourths[name] + f if name in fourths else f
             counts[name] = counts.get(name, 0) + n
 
         return hook
@@ -177,7 +217,7 @@ def collect_hessians(
         if not np.all(np.isfinite(h)):
             raise DataError(f"the calibration statistics of {name} are not finite",
                             next_step="Check the calibration inputs for NaN/inf.")
-        out[name] = LayerHessian(h=h, samples=counts[name])
+        out[name] = LayerHessian(h=h, samples=counts[name], fourth=(fourths[name] / max(counts[name], 1)).numpy())
     return out
 
 
@@ -410,7 +450,7 @@ def compensate(
     """
     import torch
 
-    layer = _Layer.build(weight, hessian, book_of_row, scale)
+    layer = _Layer.build(weight, hessian.shrunk(), book_of_row, scale)
     cb = np.sort(np.asarray(codebook, dtype=np.float64), axis=1)
     rows_cb = torch.from_numpy(cb)[layer.book_of_row]
     nearest = _nearest(layer.w / layer.scale[..., None], _midpoints(rows_cb))

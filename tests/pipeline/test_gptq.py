@@ -168,3 +168,52 @@ def test_calibration_rows_drop_trailing_padding_only_for_token_models() -> None:
     assert calibration_row(torch.nn.Linear(5, 2), ids, 0).shape == (1, 5)  # no pad_id: untouched
     floats = torch.zeros(2, 5)
     assert calibration_row(Tokens(), floats, 0).shape == (1, 5)
+
+
+def test_statistics_carry_the_fourth_moment_and_shrinkage_follows_the_sample_count() -> None:
+    """``fourth`` is the mean of ||x||**4 of the real layer inputs; the Ledoit-Wolf intensity is
+    large with fewer samples than columns and 0 (statistics used as they are) with more."""
+    rng = np.random.default_rng(0)
+    lin = torch.nn.Linear(48, 4)
+    # correlated inputs with unequal scales: their true second moment is far from a scaled identity
+    mix = (rng.normal(size=(48, 48)) * 0.5 + np.eye(48)) * rng.uniform(0.2, 3.0, size=(1, 48))
+    x = torch.from_numpy(rng.normal(size=(30, 48)) @ mix).float()
+    (h,) = collect_hessians(lin, x, ["weight"]).values()
+    ref = float((x.double().pow(2).sum(1) ** 2).mean())
+    np.testing.assert_allclose(h.fourth, [ref], rtol=1e-6)
+    few = h.shrinkage()[0]
+    many = collect_hessians(lin, torch.from_numpy(rng.normal(size=(3000, 48)) @ mix).float(), ["weight"])["weight"]
+    assert many.shrinkage()[0] == 0.0 and many.shrunk() is many
+    assert 0.3 < few < 1.0, few
+    shrunk = h.shrunk().h[0]
+    mu = np.trace(h.h[0]) / 48
+    np.testing.assert_allclose(shrunk, (1 - few) * h.h[0] + few * mu * np.eye(48), rtol=1e-10, atol=1e-12)
+    assert np.linalg.matrix_rank(h.h[0]) == 30 and np.linalg.matrix_rank(shrunk) == 48
+    assert LayerHessian(h=h.h, samples=h.samples).shrunk() is not None  # without fourth: unchanged
+    np.testing.assert_array_equal(LayerHessian(h=h.h, samples=h.samples).shrunk().h, h.h)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shrunk_statistics_generalise_when_samples_are_fewer_than_columns(seed: int) -> None:
+    """With 40 calibration rows for 96 columns the sample H is singular; GPTQ on it overfits the
+    batch, and on the shrunk H its output error on fresh inputs of the same layer is lower."""
+    rng = np.random.default_rng(seed)
+    d, out = 96, 32
+    mix = rng.normal(size=(d, d)) * 0.3 + np.eye(d)
+    cal, fresh = rng.normal(size=(40, d)) @ mix, rng.normal(size=(5000, d)) @ mix
+    w = (rng.normal(size=(out, d)) * rng.uniform(0.2, 2.0, size=(out, 1))).astype(np.float32)
+    lin = torch.nn.Linear(d, out, bias=False)
+    hess = collect_hessians(lin, torch.from_numpy(cal).float(), ["weight"])["weight"]
+    assert hess.shrinkage()[0] > 0.1
+    cfg = PalettizeConfig(clusters=8, int8_grid=True)
+    pal = palettize_array("w", w, cfg, hess.diagonal_importance(w.shape))
+    snap = lambda c: np.clip(np.rint(c), -127, 127)  # noqa: E731
+
+    def fresh_err(h: LayerHessian) -> float:
+        codebook, labels, _ = compensate(w, h, pal.codebook, pal.group_of_channel(), pal.scale, snap=snap)
+        dec = codebook[0][labels] * pal.scale[:, None]
+        return float(np.square((w - dec) @ fresh.T).mean())
+
+    raw = fresh_err(LayerHessian(h=hess.h, samples=hess.samples))  # no fourth moment: not shrunk
+    shrunk = fresh_err(hess)
+    assert shrunk < 0.9 * raw, (shrunk, raw)
