@@ -69,9 +69,9 @@ class LayerHessian:
         g, d = self.groups, self.columns
         if self.fourth is None or self.samples < 2 or self.samples >= d:
             return np.zeros(g)
-        mu = np.einsum("gii->g", self.h) / d
+        mu = self._mean_diagonal()
         fro2 = np.einsum("gij,gij->g", self.h, self.h)
-        delta2 = fro2 - 2 * mu * np.einsum("gii->g", self.h) + d * mu ** 2  # ||h - mu I||^2
+        delta2 = fro2 - d * mu ** 2  # ||h - mu I||^2
         beta2 = np.maximum(np.asarray(self.fourth, np.float64) - fro2, 0.0) / self.samples
         with np.errstate(divide="ignore", invalid="ignore"):
             alpha = np.where(delta2 > 0, beta2 / delta2, 0.0)
@@ -82,10 +82,12 @@ class LayerHessian:
         alpha = self.shrinkage()
         if not np.any(alpha > 0):
             return self
-        d = self.columns
-        mu = np.einsum("gii->g", self.h) / d
-        h = (1 - alpha)[:, None, None] * self.h + (alpha * mu)[:, None, None] * np.eye(d)[None]
+        eye = np.eye(self.columns)[None]
+        h = (1 - alpha)[:, None, None] * self.h + (alpha * self._mean_diagonal())[:, None, None] * eye
         return LayerHessian(h=h, samples=self.samples, fourth=None)
+
+    def _mean_diagonal(self) -> np.ndarray:
+        return np.einsum("gii->g", self.h) / self.columns
 
     @property
     def groups(self) -> int:
